@@ -1,0 +1,13 @@
+"""srflow-plugin: SRFlow for BasicSR.
+
+Importing this package registers the SRFlow architecture, loss, metrics and model in BasicSR's
+registries. It first installs the import hook of ``srflow_plugin_boot`` so that basicsr 1.4.2 imports
+on torchvision releases that no longer ship ``torchvision.transforms.functional_tensor``.
+"""
+import srflow_plugin_boot
+
+srflow_plugin_boot.install()
+
+# flake8: noqa: E402  (the hook must be in place before basicsr is imported)
+from .archs import *  # noqa: F401,F403
+from .version import __version__  # noqa: F401
