@@ -1,0 +1,144 @@
+"""LPIPS (Zhang et al. 2018) through the ``lpips`` package, without any download.
+
+The ``lpips`` package ships its linear-layer weights; the backbone (AlexNet for the default) comes
+from torchvision, which reads it from the torch hub cache and downloads it when it is missing. This
+module checks for the cached file first, so an offline machine gets an error naming the file instead
+of a failed download.
+"""
+import os
+import warnings
+
+import numpy as np
+import torch
+
+from basicsr.utils import img2tensor
+from basicsr.utils.registry import METRIC_REGISTRY
+from srflow_plugin.utils import register
+
+__all__ = ['calculate_lpips', 'lpips_distance', 'get_lpips_model', 'backbone_weights_path']
+
+# torchvision weights that lpips.pretrained_networks loads for each trunk (net=...)
+_BACKBONE_WEIGHTS = {
+    'alex': 'AlexNet_Weights',
+    'vgg': 'VGG16_Weights',
+    'vgg16': 'VGG16_Weights',
+    'squeeze': 'SqueezeNet1_1_Weights',
+}
+
+# (net, version, device, weights file) -> lpips.LPIPS; building one loads the whole backbone file
+_MODELS = {}
+
+
+def backbone_weights_path(net='alex'):
+    """Where torchvision looks for the ImageNet backbone that LPIPS uses.
+
+    Args:
+        net (str): LPIPS trunk: 'alex', 'vgg' or 'squeeze'. Default: 'alex'.
+
+    Returns:
+        str: ``torch.hub.get_dir()/checkpoints/<file>``, e.g. ``.../alexnet-owt-7be5be79.pth``.
+    """
+    import torchvision.models as tvm
+    if net not in _BACKBONE_WEIGHTS:
+        raise ValueError(f"Unknown LPIPS net '{net}'; choose from {sorted(_BACKBONE_WEIGHTS)}.")
+    url = getattr(tvm, _BACKBONE_WEIGHTS[net]).IMAGENET1K_V1.url
+    return os.path.join(torch.hub.get_dir(), 'checkpoints', os.path.basename(url))
+
+
+def get_lpips_model(net='alex', version='0.1', device=None):
+    """The ``lpips.LPIPS`` network in eval mode, built once per (net, version, device, weights file).
+
+    Args:
+        net (str): Trunk network: 'alex', 'vgg' or 'squeeze'. Default: 'alex'.
+        version (str): LPIPS version. Default: '0.1'.
+        device (str | torch.device | None): None picks CUDA when available, else CPU.
+
+    Returns:
+        lpips.LPIPS: the network (do not modify; it is shared).
+
+    Raises:
+        FileNotFoundError: the backbone weights are not in the torch hub cache (checked before
+            torchvision could try to download them).
+    """
+    if device is None:
+        device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    device = torch.device(device)
+    weights = backbone_weights_path(net)
+    key = (net, str(version), str(device), weights)
+    if key not in _MODELS:
+        if not os.path.isfile(weights):
+            raise FileNotFoundError(
+                f"LPIPS needs torchvision's ImageNet weights of its '{net}' backbone, and there is no "
+                f'file {weights}. Download {os.path.basename(weights)} on a machine with internet '
+                f'(torchvision.models, IMAGENET1K_V1) and place it at {weights} '
+                '(or point TORCH_HOME at a folder with hub/checkpoints/ holding it).')
+        import lpips
+        with warnings.catch_warnings():
+            # lpips still calls torchvision with the deprecated pretrained=True
+            warnings.simplefilter('ignore', UserWarning)
+            model = lpips.LPIPS(net=net, version=version, pretrained=True, pnet_rand=False, verbose=False)
+        model.eval().requires_grad_(False)
+        _MODELS[key] = model.to(device)
+    return _MODELS[key]
+
+
+@torch.no_grad()
+def lpips_distance(sr, gt, spatial=False, net='alex', version='0.1'):
+    """LPIPS between batches of RGB images in [0, 1].
+
+    Args:
+        sr (Tensor): Images of shape (N, 3, H, W), RGB, range [0, 1].
+        gt (Tensor): Reference images, same shape as ``sr`` (or batch 1, broadcast over N).
+        spatial (bool): Return per-pixel maps instead of one value per image. Default: False.
+        net (str): Trunk network. Default: 'alex'.
+        version (str): LPIPS version. Default: '0.1'.
+
+    Returns:
+        Tensor: shape (N,) with ``spatial=False``; (N, 1, H, W) maps with ``spatial=True`` (lpips
+        upsamples every layer to the image size; the map mean equals the scalar up to the
+        interpolation at the borders, about 1e-4 relative). On the device of the network.
+    """
+    model = get_lpips_model(net, version, device=sr.device if sr.is_cuda else None)
+    device = next(model.parameters()).device
+    sr = sr.to(device, torch.float32)
+    gt = gt.to(device, torch.float32).expand_as(sr)
+    # lpips reads the spatial switch at forward time; it is restored for the shared model
+    previous = model.spatial
+    model.spatial = spatial
+    try:
+        out = model(sr, gt, normalize=True)  # normalize: [0, 1] -> [-1, 1]
+    finally:
+        model.spatial = previous
+    return out if spatial else out.flatten()
+
+
+def _to_rgb_tensor(img):
+    """HWC BGR image with range [0, 255] -> (1, 3, H, W) RGB tensor in [0, 1]."""
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    return img2tensor(img.astype(np.float32) / 255., bgr2rgb=True, float32=True).unsqueeze(0)
+
+
+@register(METRIC_REGISTRY)
+def calculate_lpips(img, img2, crop_border=0, net='alex', version='0.1', input_order='HWC', **kwargs):
+    """LPIPS distance (lower is better), as in the SRFlow paper: AlexNet trunk, lpips v0.1, RGB input in [-1, 1].
+
+    Args:
+        img (ndarray): SR image, HWC BGR, range [0, 255].
+        img2 (ndarray): GT image, same shape.
+        crop_border (int): Pixels cropped from each edge before measuring. Default: 0.
+        net (str): Trunk network. Default: 'alex'.
+        version (str): LPIPS version. Default: '0.1'.
+        input_order (str): Only 'HWC' is supported.
+
+    Returns:
+        float: LPIPS distance.
+    """
+    if input_order != 'HWC':
+        raise ValueError(f"calculate_lpips supports input_order='HWC' only, got '{input_order}'.")
+    if img.shape != img2.shape:
+        raise ValueError(f'Image shapes are different: {img.shape}, {img2.shape}.')
+    if crop_border:
+        img = img[crop_border:-crop_border, crop_border:-crop_border, ...]
+        img2 = img2[crop_border:-crop_border, crop_border:-crop_border, ...]
+    return float(lpips_distance(_to_rgb_tensor(img), _to_rgb_tensor(img2), net=net, version=version)[0])
