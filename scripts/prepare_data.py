@@ -1,0 +1,281 @@
+"""Prepare SRFlow training / validation data: GT sub-images, MATLAB-bicubic LR images and LMDBs.
+
+Like BasicSR's scripts/data_preparation (extract_subimages.py + create_lmdb.py), for any folder of
+images (DIV2K, Flickr2K, ...), with the LR images made here from each GT sub-image so that LR and GT
+match exactly:
+
+    python scripts/prepare_data.py --input datasets/DIV2K/DIV2K_train_HR --output datasets/DIV2K --scales 4 8
+
+writes, for --name DIV2K_train_HR (the default: the input folder's name),
+
+    <output>/DIV2K_train_HR_sub/0001_s001.png ...          GT sub-images
+    <output>/DIV2K_train_HR_sub_bicLRx4/0001_s001.png ...  LR x4, same file names
+    <output>/DIV2K_train_HR_sub.lmdb, <output>/DIV2K_train_HR_sub_bicLRx4.lmdb, ...
+
+The LMDB keys are the file stems, identical for GT and LR, as BasicSR's PairedImageDataset
+(io_backend: lmdb) expects. With --crop_size 0 whole images are kept (for validation sets); they are
+cropped at the bottom/right to a multiple of the scales and the folders are named <name>_mod<m>.
+"""
+import argparse
+import math
+import os
+import shutil
+import sys
+from functools import partial
+from multiprocessing import Pool
+from os import path as osp
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+# run from a checkout: use this working tree's package, not an installed copy
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+import srflow_plugin  # noqa: E402,F401  (before basicsr: installs the torchvision shim)
+from basicsr.utils import scandir  # noqa: E402
+from basicsr.utils.lmdb_util import make_lmdb_from_imgs  # noqa: E402
+from srflow_plugin.metrics.lr_psnr import bicubic_downscale  # noqa: E402
+
+IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm',
+                  '.PNG', '.JPG', '.JPEG', '.BMP', '.TIF', '.TIFF', '.WEBP', '.PPM')
+
+
+def read_image(path):
+    """Read an image as 8-bit BGR (grey and 16-bit images are converted, alpha is dropped).
+
+    Args:
+        path (str): Image file.
+
+    Returns:
+        ndarray: HWC uint8 BGR image.
+
+    Raises:
+        OSError: the file cannot be decoded; the message names it.
+    """
+    img = cv2.imread(path, cv2.IMREAD_COLOR)
+    if img is None:
+        raise OSError(f'Cannot read image {path} (missing, corrupt or not an image).')
+    return img
+
+
+def crop_starts(length, tile, step, thresh_size):
+    """Start offsets of tiles along one axis, as BasicSR's extract_subimages.py.
+
+    Tiles start every ``step`` pixels; one more tile is aligned to the end when more than
+    ``thresh_size`` pixels would be left uncovered.
+
+    Args:
+        length (int): Image height or width.
+        tile (int): Tile size (<= length).
+        step (int): Distance between tile starts.
+        thresh_size (int): Largest remainder that is dropped.
+
+    Returns:
+        list[int]: Start offsets.
+    """
+    starts = list(range(0, length - tile + 1, step))
+    if length - (starts[-1] + tile) > thresh_size:
+        starts.append(length - tile)
+    return starts
+
+
+def process_image(path, gt_folder, lr_folders, crop_size, step, thresh_size, multiple, compression_level):
+    """Crop one image into GT sub-images and write them and their LR versions.
+
+    Args:
+        path (str): Source image.
+        gt_folder (str): Folder for the GT sub-images.
+        lr_folders (dict[int, str]): Scale -> folder for the LR images.
+        crop_size (int): Sub-image size; 0 keeps the whole image.
+        step (int): Distance between sub-image starts.
+        thresh_size (int): Largest remainder at the bottom/right that gets no extra sub-image.
+        multiple (int): Sub-image sizes are cut down to a multiple of this (lcm of the scales).
+        compression_level (int): PNG compression level.
+
+    Returns:
+        tuple[list[str], tuple[int]]: File names written (the same in every folder) and the GT
+        sub-image shape (H, W, C), common to all of them.
+    """
+    img = read_image(path)
+    h, w = img.shape[:2]
+    stem = osp.splitext(osp.basename(path))[0]
+    png = [cv2.IMWRITE_PNG_COMPRESSION, compression_level]
+    if crop_size:
+        tile_h, tile_w = (min(crop_size, n) // multiple * multiple for n in (h, w))
+    else:
+        tile_h, tile_w = h // multiple * multiple, w // multiple * multiple
+    if tile_h == 0 or tile_w == 0:
+        raise ValueError(f'Image {path} of size {h}x{w} is smaller than the scale {multiple}.')
+    if crop_size:
+        tiles = [(y, x) for y in crop_starts(h, tile_h, step, thresh_size)
+                 for x in crop_starts(w, tile_w, step, thresh_size)]
+        names = [f'{stem}_s{i:03d}.png' for i in range(1, len(tiles) + 1)]
+    else:
+        tiles, names = [(0, 0)], [f'{stem}.png']
+    for (y, x), name in zip(tiles, names):
+        gt = np.ascontiguousarray(img[y:y + tile_h, x:x + tile_w])
+        cv2.imwrite(osp.join(gt_folder, name), gt, png)
+        for scale, folder in lr_folders.items():
+            cv2.imwrite(osp.join(folder, name), bicubic_downscale(gt, scale), png)
+    return names, (tile_h, tile_w, img.shape[2])
+
+
+def list_images(input_folders):
+    """Sorted image files of the folders (not recursive), with unique ASCII stems.
+
+    Args:
+        input_folders (list[str]): Folders.
+
+    Returns:
+        list[str]: Full paths.
+    """
+    paths, owner = [], {}
+    for folder in input_folders:
+        if not osp.isdir(folder):
+            raise FileNotFoundError(f'Input folder {folder} does not exist.')
+        for path in sorted(scandir(folder, suffix=IMG_EXTENSIONS, recursive=False, full_path=True)):
+            stem = osp.splitext(osp.basename(path))[0]
+            if not stem.isascii():
+                raise ValueError(f'Image {path}: LMDB keys must be ASCII, rename the file.')
+            if stem in owner:
+                raise ValueError(f'Images {owner[stem]} and {path} have the same name; keys would clash.')
+            owner[stem] = path
+            paths.append(path)
+    if not paths:
+        raise FileNotFoundError(f'No images in {input_folders}.')
+    return paths
+
+
+def prepare(input_folder,
+            output_root,
+            scales=(4, ),
+            crop_size=480,
+            step=240,
+            thresh_size=48,
+            name=None,
+            lmdb=True,
+            n_thread=1,
+            compression_level=3,
+            overwrite=False):
+    """Make GT sub-images, bicubic LR images for each scale and (optionally) LMDBs of both.
+
+    Args:
+        input_folder (str | list[str]): Folder(s) of HR images, e.g. DIV2K_train_HR and Flickr2K_HR.
+        output_root (str): Where the folders and LMDBs are created.
+        scales (tuple[int]): LR scales, each of 2, 4, 8 (any positive integer works). Default: (4,).
+        crop_size (int): GT sub-image size, cut down to a multiple of lcm(scales); 0 keeps whole
+            images (cropped to a multiple of lcm(scales)). Default: 480.
+        step (int): Distance between sub-image starts. Default: 240.
+        thresh_size (int): A remainder at the bottom/right larger than this gets one more sub-image
+            aligned to the border. Default: 48.
+        name (str | None): Base name of the outputs. Default: name of the (first) input folder.
+        lmdb (bool): Also write LMDBs with meta_info.txt. Default: True.
+        n_thread (int): Processes for cropping and resizing; 1 runs in this process. Default: 1.
+        compression_level (int): PNG compression of the written images. Default: 3.
+        overwrite (bool): Replace existing outputs instead of raising FileExistsError. Default: False.
+
+    Returns:
+        dict: ``gt`` (folder), ``lr`` ({scale: folder}), ``gt_lmdb`` and ``lr_lmdb`` ({scale: path})
+        (None / {} when lmdb=False) and ``keys`` (list of sub-image stems, the LMDB keys).
+    """
+    folders = [input_folder] if isinstance(input_folder, (str, os.PathLike)) else list(input_folder)
+    folders = [str(f) for f in folders]
+    scales = sorted({int(s) for s in scales})
+    if not scales or min(scales) < 1:
+        raise ValueError(f'Scales must be positive integers, got {scales}.')
+    multiple = math.lcm(*scales)
+    if crop_size and (step <= 0 or crop_size < multiple):
+        raise ValueError(f'Need step > 0 and crop_size >= {multiple} (lcm of scales), got {crop_size}/{step}.')
+    name = name or osp.basename(osp.normpath(folders[0]))
+    base = osp.join(str(output_root), f'{name}_sub' if crop_size else f'{name}_mod{multiple}')
+    outputs = {
+        'gt': base,
+        'lr': {s: f'{base}_bicLRx{s}'
+               for s in scales},
+        'gt_lmdb': f'{base}.lmdb' if lmdb else None,
+        'lr_lmdb': {s: f'{base}_bicLRx{s}.lmdb'
+                    for s in scales} if lmdb else {},
+    }
+    targets = [outputs['gt'], *outputs['lr'].values()]
+    targets += [outputs['gt_lmdb'], *outputs['lr_lmdb'].values()] if lmdb else []
+    for target in targets:
+        if osp.exists(target):
+            if not overwrite:
+                raise FileExistsError(f'{target} exists; remove it or pass overwrite=True (--overwrite).')
+            shutil.rmtree(target)
+
+    paths = list_images(folders)
+    for folder in [outputs['gt'], *outputs['lr'].values()]:
+        os.makedirs(folder)
+    work = partial(process_image, gt_folder=outputs['gt'], lr_folders=outputs['lr'], crop_size=crop_size, step=step,
+                   thresh_size=thresh_size, multiple=multiple, compression_level=compression_level)
+    names, pixels = [], 0
+    with tqdm(total=len(paths), unit='image', desc='Crop and downscale') as pbar:
+        if n_thread > 1:
+            with Pool(n_thread) as pool:
+                for written, shape in pool.imap(work, paths):
+                    names += written
+                    pixels += len(written) * int(np.prod(shape))
+                    pbar.update(1)
+        else:
+            for path in paths:
+                written, shape = work(path)
+                names += written
+                pixels += len(written) * int(np.prod(shape))
+                pbar.update(1)
+    keys = [osp.splitext(n)[0] for n in names]
+
+    if lmdb:
+        jobs = [(outputs['gt'], outputs['gt_lmdb'], 1)]
+        jobs += [(outputs['lr'][s], outputs['lr_lmdb'][s], s) for s in scales]
+        for folder, lmdb_path, scale in jobs:
+            # map_size from the raw pixel count: BasicSR's estimate from the first image alone can be
+            # too small when that image compresses better than the rest (LMDB files are sparse).
+            map_size = int(2 * pixels / scale**2) + 2**24
+            make_lmdb_from_imgs(folder, lmdb_path, names, keys, map_size=map_size)
+    outputs['keys'] = keys
+    return outputs
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='Crop GT sub-images, make MATLAB-bicubic LR images and LMDBs for SRFlow training.')
+    parser.add_argument('--input', required=True, nargs='+', help='Folder(s) of HR images (not recursive).')
+    parser.add_argument('--output', required=True, help='Folder in which the outputs are created.')
+    parser.add_argument('--scales', type=int, nargs='+', default=[4], help='LR scales, e.g. 4 or 2 4 8. Default: 4')
+    parser.add_argument(
+        '--crop_size', type=int, default=480, help='GT sub-image size; 0 keeps whole images. Default: 480')
+    parser.add_argument('--step', type=int, default=240, help='Distance between sub-images. Default: 240')
+    parser.add_argument(
+        '--thresh_size', type=int, default=48, help='Largest border remainder without an extra sub-image. Default: 48')
+    parser.add_argument('--name', default=None, help='Base name of the outputs. Default: the input folder name')
+    parser.add_argument('--no_lmdb', action='store_true', help='Only write PNG folders.')
+    parser.add_argument('--n_thread', type=int, default=1, help='Worker processes. Default: 1')
+    parser.add_argument('--compression_level', type=int, default=3, help='PNG compression level. Default: 3')
+    parser.add_argument('--overwrite', action='store_true', help='Replace existing outputs.')
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    out = prepare(
+        args.input,
+        args.output,
+        scales=args.scales,
+        crop_size=args.crop_size,
+        step=args.step,
+        thresh_size=args.thresh_size,
+        name=args.name,
+        lmdb=not args.no_lmdb,
+        n_thread=args.n_thread,
+        compression_level=args.compression_level,
+        overwrite=args.overwrite)
+    print(f"{len(out['keys'])} GT images in {out['gt']}")
+    for scale, folder in out['lr'].items():
+        print(f'LR x{scale} in {folder}')
+    if out['gt_lmdb']:
+        print('LMDBs:', out['gt_lmdb'], *out['lr_lmdb'].values())
+
+
+if __name__ == '__main__':
+    main()
