@@ -1,0 +1,456 @@
+"""SRFlowModel: trains SRFlowNet by maximum likelihood and validates it at several temperatures."""
+import csv
+import os
+import zlib
+from collections import OrderedDict
+from copy import deepcopy
+from os import path as osp
+
+import torch
+from basicsr.archs import build_network
+from basicsr.losses import build_loss
+from basicsr.metrics import calculate_metric
+from basicsr.models.base_model import BaseModel
+from basicsr.utils import get_root_logger, imwrite, tensor2img
+from basicsr.utils.dist_util import master_only
+from basicsr.utils.registry import MODEL_REGISTRY
+from torch.nn.parallel import DataParallel, DistributedDataParallel
+from tqdm import tqdm
+
+from srflow_plugin.archs.flow_layers import ActNorm
+from srflow_plugin.archs.rrdb_arch import load_encoder_weights
+from srflow_plugin.options_schema import check_options, get_option
+from srflow_plugin.utils import register
+
+
+def heat_suffix(heat):
+    """'t0', 't0.5', 't0.75', 't1': the suffix of per-heat metric keys."""
+    return f't{float(heat):g}'
+
+
+def _atomic_torch_save(obj, path):
+    """Write to a temporary file first, so a killed run never leaves a half-written checkpoint behind."""
+    tmp_path = f'{path}.tmp{os.getpid()}'
+    try:
+        torch.save(obj, tmp_path)
+        os.replace(tmp_path, path)
+    finally:
+        if osp.exists(tmp_path):
+            os.remove(tmp_path)
+
+
+@register(MODEL_REGISTRY)
+class SRFlowModel(BaseModel):
+    """SRFlow model: NLL training of a conditional flow, validation by sampling at several temperatures.
+
+    Options are read once here and documented in :mod:`srflow_plugin.options_schema`; unknown keys in
+    ``train``, ``val`` and ``path`` are rejected.
+    """
+
+    def __init__(self, opt):
+        super().__init__(opt)
+        check_options(opt)
+        self.skipped_steps = 0
+        self.log_dict = OrderedDict()
+
+        delay = float(get_option(opt, 'train', 'train_rrdb_delay') or 0) if self.is_train else 0
+        if opt['dist'] and self.is_train and delay > 0:
+            # the frozen encoder gets no gradients for a while; DDP must not wait for them
+            opt.setdefault('find_unused_parameters', True)
+
+        self.net_g = build_network(opt['network_g'])
+        self.net_g = self.model_to_device(self.net_g)
+        self.print_network(self.net_g)
+
+        path_opt = opt['path']
+        load_path = path_opt.get('pretrain_network_g')
+        if load_path is not None:
+            self.load_network(self.net_g, load_path, path_opt.get('strict_load_g', True),
+                              path_opt.get('param_key_g', 'params'))
+        elif path_opt.get('pretrain_network_rrdb') is not None:
+            # (when resuming, BasicSR sets pretrain_network_g to the checkpoint, so this is skipped)
+            rrdb_path = path_opt['pretrain_network_rrdb']
+            get_root_logger().info(f'Loading the pretrained encoder from {rrdb_path}')
+            load_encoder_weights(self._bare().encoder, rrdb_path, strict=get_option(opt, 'path', 'strict_load_rrdb'))
+
+        if self.is_train:
+            self.init_training_settings()
+
+    # ------------------------------------------------------------------ set-up
+    def _bare(self):
+        return self.get_bare_model(self.net_g)
+
+    def model_to_device(self, net):
+        """As BaseModel, but DDP also works on CPU processes (gloo): device_ids only for CUDA."""
+        net = net.to(self.device)
+        if self.opt['dist']:
+            device_ids = [torch.cuda.current_device()] if self.device.type == 'cuda' else None
+            net = DistributedDataParallel(
+                net, device_ids=device_ids, find_unused_parameters=self.opt.get('find_unused_parameters', False))
+        elif self.opt['num_gpu'] > 1:
+            net = DataParallel(net)
+        return net
+
+    def init_training_settings(self):
+        self.net_g.train()
+        train_opt = self.opt['train']
+        logger = get_root_logger()
+
+        self.ema_decay = train_opt.get('ema_decay', 0)
+        if self.ema_decay > 0:
+            logger.info(f'Use Exponential Moving Average with decay: {self.ema_decay}')
+            self.net_g_ema = build_network(self.opt['network_g']).to(self.device)
+            load_path = self.opt['path'].get('pretrain_network_g')
+            if load_path is not None:
+                self.load_network(self.net_g_ema, load_path, self.opt['path'].get('strict_load_g', True),
+                                  'params_ema')
+            else:
+                self.model_ema(0)  # copy net_g weight
+            self.net_g_ema.eval()
+
+        self.cri_nll = build_loss(deepcopy(get_option(self.opt, 'train', 'nll_opt'))).to(self.device)
+        pixel_opt = train_opt.get('pixel_opt')
+        self.cri_pix = build_loss(deepcopy(pixel_opt)).to(self.device) if pixel_opt else None
+
+        total_iter = int(train_opt['total_iter'])
+        delay = float(get_option(self.opt, 'train', 'train_rrdb_delay') or 0)
+        self.encoder_frozen_until = int(delay * total_iter)  # frozen for iterations 1..encoder_frozen_until
+        if self.encoder_frozen_until > 0:
+            logger.info(f'The encoder is frozen for the first {self.encoder_frozen_until} of {total_iter} '
+                        'iterations.')
+        clip = get_option(self.opt, 'train', 'grad_clip_norm')
+        self.grad_clip_norm = float(clip) if clip is not None else None
+
+        self.setup_optimizers()
+        if train_opt.get('scheduler') is not None:
+            self.setup_schedulers()
+
+    def setup_optimizers(self):
+        """One Adam, two parameter groups: the flow (``optim_g``) and the encoder (``optim_rrdb`` overrides)."""
+        train_opt = self.opt['train']
+        optim_opt = deepcopy(train_opt['optim_g'])
+        optim_type = optim_opt.pop('type')
+        flow_params, encoder_params = [], []
+        for name, param in self._bare().named_parameters():
+            (encoder_params if name.startswith('encoder.') else flow_params).append(param)
+        groups = [{'params': flow_params}]
+        if encoder_params:
+            groups.append({'params': encoder_params, **deepcopy(train_opt.get('optim_rrdb') or {})})
+        self.optimizer_g = self.get_optimizer(optim_type, groups, **optim_opt)
+        self.optimizers.append(self.optimizer_g)
+
+    # ------------------------------------------------------------------ training
+    def feed_data(self, data):
+        self.lq = data['lq'].to(self.device)
+        if 'gt' in data:
+            self.gt = data['gt'].to(self.device)
+
+    def encoder_trains(self, current_iter):
+        """Whether the encoder is trained at this iteration (``train.train_rrdb_delay``)."""
+        return current_iter > self.encoder_frozen_until
+
+    def _set_encoder_trainable(self, trainable):
+        encoder = self._bare().encoder
+        for param in encoder.parameters():
+            param.requires_grad_(trainable)
+        # eval mode while frozen: no running statistics may move either
+        encoder.train(trainable)
+
+    def _initialize_actnorm(self, gt):
+        """Runs the data-dependent ActNorm init on this batch (once) and copies the result into net_g_ema."""
+        bare = self._bare()
+        fresh = {name: m for name, m in bare.named_modules() if isinstance(m, ActNorm) and not m.initialized}
+        if not fresh:
+            return
+        before = {name: m.bias.detach().clone() for name, m in fresh.items()}
+        with torch.no_grad():
+            bare.encode(gt, self.lq)  # training mode: the layers initialise themselves (all-reduced under DDP)
+        if hasattr(self, 'net_g_ema'):
+            ema_modules = dict(self.net_g_ema.named_modules())
+            for name, module in fresh.items():
+                if not torch.equal(before[name], module.bias):
+                    ema_modules[name].load_state_dict(module.state_dict())
+                    ema_modules[name].initialized = True
+
+    def _all_ranks_agree(self, flag):
+        """True only if ``flag`` is True on every process (so all of them skip a step together)."""
+        if not self.opt['dist']:
+            return flag
+        tensor = torch.tensor([1.0 if flag else 0.0], device=self.device)
+        torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.MIN)
+        return bool(tensor.item() == 1.0)
+
+    def optimize_parameters(self, current_iter):
+        encoder_trains = self.encoder_trains(current_iter)
+        self._set_encoder_trainable(encoder_trains)
+        gt = self.cri_nll.dequantize(self.gt)
+        self._initialize_actnorm(gt)
+
+        self.optimizer_g.zero_grad(set_to_none=True)
+        _, nll = self.net_g(self.lq, gt)
+        loss_dict = OrderedDict()
+        l_total = l_nll = self.cri_nll(nll)
+        loss_dict['l_nll'] = l_nll
+        if self.cri_pix is not None:
+            # the bare network: DDP already prepared this step's gradient reduction in the call above
+            sr = self._bare().decode(self.lq, temperature=0.0)
+            l_pix = self.cri_pix(sr, self.gt)
+            l_total = l_total + l_pix
+            loss_dict['l_pix'] = l_pix
+
+        step_ok = self._all_ranks_agree(bool(torch.isfinite(l_total.detach()).all()))
+        grad_norm = None
+        if step_ok:
+            l_total.backward()
+            params = [p for p in self._bare().parameters() if p.requires_grad]
+            max_norm = self.grad_clip_norm if self.grad_clip_norm is not None else float('inf')
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+            step_ok = bool(torch.isfinite(grad_norm))  # identical on all ranks: gradients are all-reduced
+        if step_ok:
+            self.optimizer_g.step()
+            if self.ema_decay > 0:
+                self.model_ema(decay=self.ema_decay)
+        else:
+            self.optimizer_g.zero_grad(set_to_none=True)
+            self.skipped_steps += 1
+            get_root_logger().warning(f'Iteration {current_iter}: non-finite loss or gradient, step skipped '
+                                      f'({self.skipped_steps} skipped so far).')
+
+        self.log_dict = self.reduce_loss_dict(loss_dict)
+        if grad_norm is not None:
+            self.log_dict['grad_norm'] = float(grad_norm)
+        self.log_dict['skipped_steps'] = self.skipped_steps
+        self.log_dict['encoder_trains'] = int(encoder_trains)
+
+    # ------------------------------------------------------------------ inference
+    def _inference_net(self):
+        net = self.net_g_ema if hasattr(self, 'net_g_ema') else self._bare()
+        net.eval()
+        return net
+
+    def test(self, heat=0.0, generator=None):
+        """SR image of the fed LR batch at temperature ``heat`` into ``self.output``."""
+        net = self._inference_net()
+        with torch.no_grad():
+            self.output = net.decode(self.lq, temperature=heat, generator=generator)
+        self.net_g.train()
+
+    def get_current_visuals(self):
+        out_dict = OrderedDict()
+        out_dict['lq'] = self.lq.detach().cpu()
+        out_dict['result'] = self.output.detach().cpu()
+        if hasattr(self, 'gt'):
+            out_dict['gt'] = self.gt.detach().cpu()
+        return out_dict
+
+    # ------------------------------------------------------------------ validation
+    def dist_validation(self, dataloader, current_iter, tb_logger, save_img):
+        if self.opt['rank'] == 0:
+            self.nondist_validation(dataloader, current_iter, tb_logger, save_img)
+
+    def _sample_seed(self, img_name):
+        return int(get_option(self.opt, 'val', 'seed')) * 1000003 + zlib.crc32(img_name.encode())
+
+    def _image_path(self, img_name, dataset_name, current_iter, heat, sample):
+        tag = f'h{float(heat):g}_s{sample}'
+        if self.opt['is_train']:
+            return osp.join(self.opt['path']['visualization'], img_name, f'{img_name}_{current_iter}_{tag}.png')
+        suffix = self.opt['val'].get('suffix') or self.opt['name']
+        return osp.join(self.opt['path']['visualization'], dataset_name, f'{img_name}_{tag}_{suffix}.png')
+
+    def _metric_better(self):
+        better = {'nll': 'lower'}
+        metrics = self.opt['val'].get('metrics') or {}
+        for heat in self.val_heats:
+            for name, metric_opt in metrics.items():
+                better[f'{name}_{heat_suffix(heat)}'] = metric_opt.get('better', 'higher')
+        return better
+
+    def _initialize_best_metric_results(self, dataset_name):
+        """Like BaseModel's, with one record per metric and heat (and the NLL)."""
+        if not hasattr(self, 'best_metric_results'):
+            self.best_metric_results = dict()
+        if dataset_name not in self.best_metric_results:
+            self.best_metric_results[dataset_name] = {
+                key: dict(better=better, val=float('-inf') if better == 'higher' else float('inf'), iter=-1)
+                for key, better in self._metric_better().items()
+            }
+
+    @property
+    def val_heats(self):
+        return [float(h) for h in get_option(self.opt, 'val', 'heats')]
+
+    def _image_metrics(self, sr_img, gt_img, lq_img):
+        values = OrderedDict()
+        data = dict(img=sr_img, img2=gt_img, lq=lq_img)
+        for name, metric_opt in (self.opt['val'].get('metrics') or {}).items():
+            metric_opt = {k: v for k, v in metric_opt.items() if k != 'better'}
+            values[name] = float(calculate_metric(data, metric_opt))
+        return values
+
+    def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
+        """Samples every image at every heat (``val.heats``) ``val.n_sample`` times from one LR encoding.
+
+        Metrics (``val.metrics``) are averaged over the samples of a heat, then over the images, under keys
+        ``<metric>_t<heat>``; ``nll`` is the validation NLL in bits per dimension.
+        """
+        dataset_name = dataloader.dataset.opt['name']
+        heats, n_sample = self.val_heats, int(get_option(self.opt, 'val', 'n_sample'))
+        calc_nll = get_option(self.opt, 'val', 'calc_nll')
+        net = self._inference_net()
+        self._initialize_best_metric_results(dataset_name)
+        rows = []  # one per image and heat, for the CSV
+        sums, counts = OrderedDict(), OrderedDict()
+        pbar = tqdm(total=len(dataloader), unit='image') if self.opt['val'].get('pbar', False) else None
+
+        for val_data in dataloader:
+            img_name = osp.splitext(osp.basename(val_data['lq_path'][0]))[0]
+            self.feed_data(val_data)
+            lq_img = tensor2img([self.lq.detach().cpu()])
+            gt = getattr(self, 'gt', None)
+            out_h, out_w = self.lq.shape[-2] * net.scale, self.lq.shape[-1] * net.scale
+            if gt is not None:
+                gt = gt[..., :out_h, :out_w]
+                if gt.shape[-2:] != (out_h, out_w):
+                    raise ValueError(f'GT of {img_name} has shape {tuple(gt.shape)}, smaller than {net.scale}x '
+                                     f'its LR {tuple(self.lq.shape)}')
+                gt_img = tensor2img([gt.detach().cpu()])
+            with torch.no_grad():
+                cond = net.condition(self.lq)
+                image_values = OrderedDict()
+                if gt is not None and calc_nll:
+                    image_values['nll'] = float(net.encode(gt, cond=cond)[1].mean())
+                generator = torch.Generator(device=self.device).manual_seed(self._sample_seed(img_name))
+                shapes = net.latent_shapes(*self.lq.shape[-2:])
+                noise = [[torch.randn((1, ) + s, generator=generator, device=self.device) for s in shapes]
+                         for _ in range(n_sample)]
+                for heat in heats:
+                    samples = noise[:1] if heat == 0 else noise  # tau = 0 is deterministic
+                    heat_values = OrderedDict()
+                    for sample, eps in enumerate(samples):
+                        self.output = net.decode(cond=cond, latents=[t * heat for t in eps])
+                        sr_img = tensor2img([self.output.detach().cpu()])
+                        if save_img:
+                            imwrite(sr_img, self._image_path(img_name, dataset_name, current_iter, heat, sample))
+                        if gt is not None:
+                            for name, value in self._image_metrics(sr_img, gt_img, lq_img).items():
+                                heat_values.setdefault(name, []).append(value)
+                    row = OrderedDict(image=img_name, heat=heat)
+                    for name, values in heat_values.items():
+                        row[name] = sum(values) / len(values)
+                        key = f'{name}_{heat_suffix(heat)}'
+                        image_values[key] = row[name]
+                    if 'nll' in image_values:
+                        row['nll'] = image_values['nll']
+                    rows.append(row)
+            for key, value in image_values.items():
+                sums[key] = sums.get(key, 0.0) + value
+                counts[key] = counts.get(key, 0) + 1
+            del self.lq
+            if hasattr(self, 'gt'):
+                del self.gt
+            if pbar is not None:
+                pbar.update(1)
+                pbar.set_description(f'Test {img_name}')
+        if pbar is not None:
+            pbar.close()
+        self.net_g.train()
+
+        self.metric_results = OrderedDict((key, sums[key] / counts[key]) for key in sums)
+        for key, value in self.metric_results.items():
+            self._update_best_metric_result(dataset_name, key, value, current_iter)
+        self._log_validation_metric_values(current_iter, dataset_name, tb_logger)
+        if not self.opt['is_train'] and get_option(self.opt, 'val', 'save_csv'):
+            self._write_csv(dataset_name, rows)
+
+    def _log_validation_metric_values(self, current_iter, dataset_name, tb_logger):
+        metrics = list((self.opt['val'].get('metrics') or {}).keys())
+        best = self.best_metric_results[dataset_name]
+        lines = [f'Validation {dataset_name}, iter {current_iter}']
+        if 'nll' in self.metric_results:
+            lines.append(f'\t # nll: {self.metric_results["nll"]:.4f} bits/dim\tBest: {best["nll"]["val"]:.4f} '
+                         f'@ {best["nll"]["iter"]} iter')
+        if metrics:
+            lines.append('\t heat  ' + ''.join(f'{name:>12s}' for name in metrics))
+            for heat in self.val_heats:
+                cells = [self.metric_results.get(f'{name}_{heat_suffix(heat)}', float('nan')) for name in metrics]
+                lines.append(f'\t {heat:<5g} ' + ''.join(f'{value:12.4f}' for value in cells))
+            for key, value in self.metric_results.items():
+                if key != 'nll':
+                    lines.append(f'\t # {key}: {value:.4f}\tBest: {best[key]["val"]:.4f} @ {best[key]["iter"]} iter')
+        get_root_logger().info('\n'.join(lines))
+        if tb_logger:
+            for key, value in self.metric_results.items():
+                tb_logger.add_scalar(f'metrics/{dataset_name}/{key}', value, current_iter)
+
+    @master_only
+    def _write_csv(self, dataset_name, rows):
+        """results/<name>/metrics_<dataset>.csv: one row per image and heat, then the mean over images."""
+        if not rows:
+            return
+        columns = list(rows[0].keys())
+        means = []
+        for heat in self.val_heats:
+            heat_rows = [row for row in rows if row['heat'] == heat]
+            mean = OrderedDict(image='mean', heat=heat)
+            for column in columns[2:]:
+                values = [row[column] for row in heat_rows if column in row]
+                mean[column] = sum(values) / len(values) if values else float('nan')
+            means.append(mean)
+        csv_path = osp.join(self.opt['path']['results_root'], f'metrics_{dataset_name}.csv')
+        os.makedirs(osp.dirname(csv_path), exist_ok=True)
+        with open(csv_path, 'w', newline='') as f:
+            writer = csv.DictWriter(f, fieldnames=columns)
+            writer.writeheader()
+            for row in rows + means:
+                writer.writerow({k: (f'{v:.6f}' if isinstance(v, float) and k != 'heat' else v)
+                                 for k, v in row.items()})
+        get_root_logger().info(f'Metrics of {dataset_name} written to {csv_path}')
+
+    # ------------------------------------------------------------------ checkpoints
+    def _check_finite(self):
+        for label, net in [('net_g', self._bare())] + ([('net_g_ema', self.net_g_ema)]
+                                                      if hasattr(self, 'net_g_ema') else []):
+            for name, param in net.state_dict().items():
+                if param.is_floating_point() and not bool(torch.isfinite(param).all()):
+                    raise RuntimeError(f'{label} parameter {name} is not finite; refusing to save a checkpoint.')
+
+    def save(self, epoch, current_iter):
+        self._check_finite()
+        if hasattr(self, 'net_g_ema'):
+            self.save_network([self.net_g, self.net_g_ema], 'net_g', current_iter, param_key=['params', 'params_ema'])
+        else:
+            self.save_network(self.net_g, 'net_g', current_iter)
+        self.save_training_state(epoch, current_iter)
+
+    @master_only
+    def save_network(self, net, net_label, current_iter, param_key='params'):
+        """As BaseModel's, but written atomically (a killed run leaves no half-written file)."""
+        label = 'latest' if current_iter == -1 else current_iter
+        nets = net if isinstance(net, list) else [net]
+        keys = param_key if isinstance(param_key, list) else [param_key]
+        save_dict = {}
+        for net_, key in zip(nets, keys):
+            state_dict = self.get_bare_model(net_).state_dict()
+            save_dict[key] = OrderedDict((k[7:] if k.startswith('module.') else k, v.cpu())
+                                         for k, v in state_dict.items())
+        _atomic_torch_save(save_dict, osp.join(self.opt['path']['models'], f'{net_label}_{label}.pth'))
+
+    @master_only
+    def save_training_state(self, epoch, current_iter):
+        """As BaseModel's, but written atomically, and with the count of skipped steps."""
+        if current_iter == -1:
+            return
+        state = {
+            'epoch': epoch,
+            'iter': current_iter,
+            'optimizers': [o.state_dict() for o in self.optimizers],
+            'schedulers': [s.state_dict() for s in self.schedulers],
+            'skipped_steps': self.skipped_steps,
+        }
+        _atomic_torch_save(state, osp.join(self.opt['path']['training_states'], f'{current_iter}.state'))
+
+    def resume_training(self, resume_state):
+        super().resume_training(resume_state)
+        self.skipped_steps = resume_state.get('skipped_steps', 0)
+

@@ -1,0 +1,65 @@
+"""Training entry point: ``python -m srflow_plugin.train -opt options/train_SRFlow_x4.yml [--auto_resume]``.
+
+Like Real-ESRGAN's train.py: import the plugin (registering its classes) and hand over to BasicSR's
+training pipeline, with the current directory as root (experiments/ and tb_logger/ land there).
+"""
+import os
+from os import path as osp
+
+import srflow_plugin  # noqa: F401  (registers the SRFlow classes in BasicSR's registries)
+import srflow_plugin.losses  # noqa: F401
+import srflow_plugin.metrics  # noqa: F401
+import srflow_plugin.models  # noqa: F401
+import torch
+from basicsr import train as basicsr_train
+from basicsr.utils import scandir
+from basicsr.utils.misc import check_resume
+
+
+def _latest_state(state_dir):
+    """Path of the training state with the highest iteration in ``state_dir``, or None."""
+    if not osp.isdir(state_dir):
+        return None
+    iters = [int(name[:-len('.state')]) for name in scandir(state_dir, suffix='.state', recursive=False)
+             if name[:-len('.state')].isdigit()]
+    return osp.join(state_dir, f'{max(iters)}.state') if iters else None
+
+
+def load_resume_state(opt):
+    """Device-agnostic replacement of ``basicsr.train.load_resume_state``.
+
+    BasicSR 1.4.2 maps the state onto ``torch.cuda.current_device()``, which fails on a machine without
+    CUDA. Here tensors go to the model's device (CPU when ``num_gpu`` is 0 or CUDA is missing).
+    ``--auto_resume`` picks the state with the highest iteration in ``experiments/<name>/training_states``.
+    """
+    if opt['auto_resume']:
+        state_path = _latest_state(opt['path']['training_states'])
+        if state_path is not None:
+            opt['path']['resume_state'] = state_path
+    resume_state_path = opt['path'].get('resume_state')
+    if not resume_state_path:
+        return None
+    if not osp.isfile(resume_state_path):
+        raise FileNotFoundError(f'path.resume_state: no training state at {resume_state_path}')
+    if opt.get('num_gpu', 0) != 0 and torch.cuda.is_available():
+        device = torch.device('cuda', torch.cuda.current_device())
+    else:
+        device = torch.device('cpu')
+    # a training state holds optimizer and scheduler states (e.g. a Counter), written by this pipeline
+    resume_state = torch.load(resume_state_path, map_location=device, weights_only=False)
+    check_resume(opt, resume_state['iter'])
+    return resume_state
+
+
+def train_pipeline(root_path):
+    """BasicSR's training pipeline with the device-agnostic resume."""
+    basicsr_train.load_resume_state = load_resume_state
+    basicsr_train.train_pipeline(root_path)
+
+
+def main():
+    train_pipeline(osp.abspath(os.getcwd()))
+
+
+if __name__ == '__main__':
+    main()

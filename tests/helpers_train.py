@@ -1,0 +1,135 @@
+"""Tiny configurations, option dicts and data for the SRFlowModel / training tests."""
+import os
+from copy import deepcopy
+from os import path as osp
+
+import cv2
+import numpy as np
+import yaml
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+SCALE = 4
+TINY_NET = dict(type='SRFlowNet', scale=SCALE, num_feat=8, num_block=1, num_grow_ch=4, tap_blocks=[0], flow_steps=1,
+                plain_steps=1, hidden_channels=8)
+
+
+def make_opt(tmp_path, train=None, val=None, path=None, is_train=True, num_gpu=0, **extra):
+    """A parsed-option dict as BasicSR's parse_options returns it, for building SRFlowModel directly."""
+    root = osp.join(str(tmp_path), 'experiments', 'unit')
+    opt = {
+        'name': 'unit',
+        'model_type': 'SRFlowModel',
+        'scale': SCALE,
+        'num_gpu': num_gpu,
+        'is_train': is_train,
+        'dist': False,
+        'rank': 0,
+        'world_size': 1,
+        'manual_seed': 0,
+        'network_g': deepcopy(TINY_NET),
+        'path': {
+            'pretrain_network_g': None,
+            'strict_load_g': True,
+            'resume_state': None,
+            'experiments_root': root,
+            'models': osp.join(root, 'models'),
+            'training_states': osp.join(root, 'training_states'),
+            'log': root,
+            'visualization': osp.join(root, 'visualization'),
+            'results_root': osp.join(str(tmp_path), 'results', 'unit'),
+        },
+        'train': {
+            'total_iter': 10,
+            'train_rrdb_delay': 0,
+            'optim_g': {'type': 'Adam', 'lr': 1e-3, 'betas': [0.9, 0.999]},
+            'scheduler': {'type': 'MultiStepLR', 'milestones': [5], 'gamma': 0.5},
+        },
+        'val': {
+            'val_freq': 5,
+            'save_img': False,
+            'heats': [0.0, 0.8],
+            'n_sample': 2,
+            'metrics': {
+                'psnr': {'type': 'calculate_psnr', 'crop_border': 0, 'test_y_channel': False},
+                'lr_psnr': {'type': 'calculate_lr_psnr', 'crop_border': 0},
+            },
+        },
+    }
+    for section, update in (('train', train), ('val', val), ('path', path)):
+        if update:
+            opt[section].update(update)
+    opt.update(extra)
+    for folder in ('models', 'training_states', 'visualization'):
+        os.makedirs(opt['path'][folder], exist_ok=True)
+    return opt
+
+
+def smooth_images(n, size, seed=0):
+    """n smooth random colour images (uint8 BGR, size x size): learnable, unlike white noise."""
+    rng = np.random.default_rng(seed)
+    images = []
+    for _ in range(n):
+        small = rng.integers(0, 256, (4, 4, 3)).astype(np.float32)
+        images.append(np.clip(cv2.resize(small, (size, size), interpolation=cv2.INTER_CUBIC), 0, 255).astype(np.uint8))
+    return images
+
+
+def write_pairs(root, n, gt_size=32, seed=0):
+    """GT / LR (x4 bicubic) image folders for a PairedImageDataset with the disk backend."""
+    gt_dir, lq_dir = osp.join(str(root), 'gt'), osp.join(str(root), 'lq')
+    os.makedirs(gt_dir, exist_ok=True)
+    os.makedirs(lq_dir, exist_ok=True)
+    for i, img in enumerate(smooth_images(n, gt_size, seed)):
+        cv2.imwrite(osp.join(gt_dir, f'img{i:03d}.png'), img)
+        lq = cv2.resize(img, (gt_size // SCALE, gt_size // SCALE), interpolation=cv2.INTER_AREA)
+        cv2.imwrite(osp.join(lq_dir, f'img{i:03d}.png'), lq)
+    return gt_dir, lq_dir
+
+
+def write_train_yml(tmp_path, name='tiny', total_iter=6, save_every=2, val_freq=100, **train_extra):
+    """An option file training the tiny SRFlowNet on 4 images of 32x32 (batch 2), validating on 1 image."""
+    gt_dir, lq_dir = write_pairs(osp.join(str(tmp_path), 'data_train'), 4, 32, seed=1)
+    val_gt, val_lq = write_pairs(osp.join(str(tmp_path), 'data_val'), 1, 32, seed=2)
+    opt = {
+        'name': name,
+        'model_type': 'SRFlowModel',
+        'scale': SCALE,
+        'num_gpu': 0,
+        'manual_seed': 0,
+        'datasets': {
+            'train': dict(name='tiny_train', type='PairedImageDataset', dataroot_gt=gt_dir, dataroot_lq=lq_dir,
+                          io_backend={'type': 'disk'}, gt_size=32, use_hflip=True, use_rot=False,
+                          num_worker_per_gpu=0, batch_size_per_gpu=2, dataset_enlarge_ratio=1),
+            'val': dict(name='tiny_val', type='PairedImageDataset', dataroot_gt=val_gt, dataroot_lq=val_lq,
+                        io_backend={'type': 'disk'}),
+        },
+        'network_g': deepcopy(TINY_NET),
+        'path': {'pretrain_network_g': None, 'strict_load_g': True, 'resume_state': None},
+        'train': {
+            'total_iter': total_iter,
+            'train_rrdb_delay': 0,
+            'optim_g': {'type': 'Adam', 'lr': 1e-3, 'betas': [0.9, 0.999]},
+            'scheduler': {'type': 'MultiStepLR', 'milestones': [total_iter // 2], 'gamma': 0.5},
+            **train_extra,
+        },
+        'val': {
+            'val_freq': val_freq,
+            'save_img': True,
+            'heats': [0.0, 0.8],
+            'n_sample': 2,
+            'metrics': {'psnr': {'type': 'calculate_psnr', 'crop_border': 0}},
+        },
+        'logger': {'print_freq': 1, 'save_checkpoint_freq': save_every, 'use_tb_logger': False},
+        'dist_params': {'backend': 'nccl', 'port': 29500},
+    }
+    yml = osp.join(str(tmp_path), f'{name}.yml')
+    with open(yml, 'w') as f:
+        yaml.safe_dump(opt, f, sort_keys=False)
+    return yml
+
+
+def subprocess_env():
+    env = dict(os.environ)
+    env['PYTHONPATH'] = REPO + (os.pathsep + env['PYTHONPATH'] if env.get('PYTHONPATH') else '')
+    env['OMP_NUM_THREADS'] = '1'
+    return env
