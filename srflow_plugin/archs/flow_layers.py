@@ -1,0 +1,359 @@
+"""Invertible layers of the SRFlow flow.
+
+Every layer follows one contract:
+
+- ``forward(x, cond=None) -> (y, logdet)``: the encode direction (HR -> latents); ``logdet`` has shape [B] and is
+  log|det dy/dx| per sample.
+- ``inverse(y, cond=None) -> (x, logdet)``: the exact inverse; ``logdet`` is log|det dx/dy| = -forward's logdet.
+
+``cond`` is what a conditional layer needs from the LR image. It is prepared once per LR image by
+``prepare_condition(u)`` from the encoder features ``u``, so that drawing many samples for one LR image does not
+recompute anything that depends on the LR alone. A prepared condition of batch 1 broadcasts against a batch of
+latents.
+"""
+import math
+
+import torch
+from torch import distributed as dist
+from torch import nn as nn
+from torch.nn import functional as F
+
+# sigmoid(h + 2) starts every affine scale at sigmoid(2) ~= 0.881 for zero-initialised networks
+SCALE_OFFSET = 2.0
+SCALE_EPS = 1e-4
+
+
+def _per_sample(value, batch):
+    """Broadcasts a per-sample log-det (scalar or [1]) to shape [batch]."""
+    return value.reshape(-1).expand(batch) if value.numel() == 1 else value
+
+
+def affine_params(h):
+    """Splits a sub-network output into (shift, scale): even channels shift, odd channels scale."""
+    return h[:, 0::2], torch.sigmoid(h[:, 1::2] + SCALE_OFFSET) + SCALE_EPS
+
+
+def standard_normal_logp(z):
+    """log N(z; 0, I) summed over all but the batch dimension."""
+    return -0.5 * (z**2 + math.log(2 * math.pi)).flatten(1).sum(1)
+
+
+def _all_reduce_sum(t):
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(t)
+    return t
+
+
+class Squeeze(nn.Module):
+    """Space-to-depth by 2: channel c*4 + dy*2 + dx (identical to ``pixel_unshuffle(x, 2)``)."""
+
+    def forward(self, x, cond=None):
+        return F.pixel_unshuffle(x, 2), x.new_zeros(x.shape[0])
+
+    def inverse(self, y, cond=None):
+        return F.pixel_shuffle(y, 2), y.new_zeros(y.shape[0])
+
+
+class ActNorm(nn.Module):
+    """Per-channel affine normalisation y = (x + bias) * exp(logs) with data-dependent initialisation.
+
+    On the first forward call in training mode, bias and logs are set so that this batch comes out with zero mean
+    and unit standard deviation per channel (statistics summed over all processes under torch.distributed, so
+    every rank initialises identically). Initialisation is skipped when any bias is already non-zero (loaded or
+    trained weights), and never happens in eval mode.
+
+    Args:
+        num_channels (int): Channel number of the input.
+    """
+
+    def __init__(self, num_channels):
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(1, num_channels, 1, 1))
+        self.logs = nn.Parameter(torch.zeros(1, num_channels, 1, 1))
+        self.initialized = False
+
+    @torch.no_grad()
+    def initialize(self, x):
+        """Sets bias = -mean and logs = log(1 / (std + 1e-6)) from the batch ``x`` (all processes together)."""
+        dims = (0, 2, 3)
+        count = _all_reduce_sum(x.new_tensor(float(x.numel() // x.shape[1])))
+        mean = _all_reduce_sum(x.sum(dims)) / count
+        var = _all_reduce_sum(((x - mean.view(1, -1, 1, 1))**2).sum(dims)) / count
+        self.bias.copy_(-mean.view_as(self.bias))
+        self.logs.copy_(torch.log(1.0 / (var.sqrt() + 1e-6)).view_as(self.logs))
+        self.initialized = True
+
+    def _maybe_initialize(self, x):
+        if self.initialized or not self.training:
+            return
+        if bool((self.bias != 0).any()):
+            self.initialized = True
+        else:
+            self.initialize(x)
+
+    def _logdet(self, x):
+        return _per_sample(self.logs.sum() * (x.shape[2] * x.shape[3]), x.shape[0])
+
+    def forward(self, x, cond=None):
+        self._maybe_initialize(x)
+        return (x + self.bias) * torch.exp(self.logs), self._logdet(x)
+
+    def inverse(self, y, cond=None):
+        return y * torch.exp(-self.logs) - self.bias, -self._logdet(y)
+
+
+class InvertibleConv1x1(nn.Module):
+    """Invertible 1x1 convolution with a full C x C matrix (Glow, without LU decomposition).
+
+    The inverse is computed in float64. In eval mode the inverse and log|det W| are computed once and reused until
+    the weight changes (an optimizer step, ``load_state_dict``, ``.to()``: anything that bumps the tensor's version
+    or moves its storage); the cached values are constants for autograd, so gradients still reach the input but
+    not the weight in eval mode. Train mode always recomputes them with gradients.
+
+    Args:
+        num_channels (int): Channel number of the input.
+    """
+
+    def __init__(self, num_channels):
+        super().__init__()
+        weight = torch.linalg.qr(torch.randn(num_channels, num_channels))[0]
+        self.weight = nn.Parameter(weight)
+        self._cache_key = None
+        self._cache = None
+
+    def _fresh(self):
+        logabsdet = torch.linalg.slogdet(self.weight)[1]
+        inverse = torch.inverse(self.weight.double()).to(self.weight.dtype)
+        return inverse, logabsdet
+
+    def inverse_and_logabsdet(self):
+        """(W^-1, log|det W|), cached in eval mode."""
+        if self.training:
+            self._cache_key = self._cache = None
+            return self._fresh()
+        w = self.weight
+        key = (w._version, w.data_ptr(), w.dtype, w.device)
+        if self._cache_key != key:
+            with torch.inference_mode(False), torch.no_grad():
+                self._cache = self._fresh()
+            self._cache_key = key
+        return self._cache
+
+    def _logdet(self, x, logabsdet):
+        return _per_sample(logabsdet * (x.shape[2] * x.shape[3]), x.shape[0])
+
+    def forward(self, x, cond=None):
+        logabsdet = torch.linalg.slogdet(self.weight)[1] if self.training else self.inverse_and_logabsdet()[1]
+        c = self.weight.shape[0]
+        return F.conv2d(x, self.weight.view(c, c, 1, 1)), self._logdet(x, logabsdet)
+
+    def inverse(self, y, cond=None):
+        inverse, logabsdet = self.inverse_and_logabsdet()
+        c = inverse.shape[0]
+        return F.conv2d(y, inverse.view(c, c, 1, 1)), -self._logdet(y, logabsdet)
+
+
+class ConvActNorm(nn.Conv2d):
+    """Convolution without bias followed by ActNorm ("same" padding, weights drawn from N(0, 0.05)).
+
+    Args:
+        in_channels (int): Input channels.
+        out_channels (int): Output channels.
+        kernel_size (int): 3 or 1.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size):
+        super().__init__(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False)
+        nn.init.normal_(self.weight, 0.0, 0.05)
+        self.actnorm = ActNorm(out_channels)
+
+    def forward(self, x):
+        return self.actnorm(super().forward(x))[0]
+
+
+class ZeroConv2d(nn.Conv2d):
+    """3x3 convolution with bias whose output is scaled by exp(3 * logs); everything starts at zero.
+
+    Args:
+        in_channels (int): Input channels.
+        out_channels (int): Output channels.
+    """
+
+    def __init__(self, in_channels, out_channels):
+        super().__init__(in_channels, out_channels, 3, padding=1)
+        nn.init.zeros_(self.weight)
+        nn.init.zeros_(self.bias)
+        self.logs = nn.Parameter(torch.zeros(out_channels, 1, 1))
+
+    def forward(self, x):
+        return super().forward(x) * torch.exp(self.logs * 3)
+
+
+class ConditionalSubNet(nn.Module):
+    """Conv3x3 + ActNorm -> ReLU -> Conv1x1 + ActNorm -> ReLU -> ZeroConv3x3 on cat([x, cond]).
+
+    The first convolution is linear, so its response to ``cond`` is computed apart (``condition_term``) and can be
+    reused for every sample drawn for the same LR image.
+
+    Args:
+        in_channels (int): Channels of the per-sample input x (0 when the input is the condition alone).
+        cond_channels (int): Channels of the conditioning features.
+        out_channels (int): Output channels.
+        hidden_channels (int): Width of the hidden layers.
+    """
+
+    def __init__(self, in_channels, cond_channels, out_channels, hidden_channels):
+        super().__init__()
+        self.in_channels = in_channels
+        self.conv_in = ConvActNorm(in_channels + cond_channels, hidden_channels, 3)
+        self.conv_hidden = ConvActNorm(hidden_channels, hidden_channels, 1)
+        self.conv_out = ZeroConv2d(hidden_channels, out_channels)
+
+    def condition_term(self, cond):
+        """The first convolution's response to the conditioning channels."""
+        return F.conv2d(cond, self.conv_in.weight[:, self.in_channels:], padding=1)
+
+    def forward(self, x, cond_term):
+        h = cond_term
+        if self.in_channels:
+            h = F.conv2d(x, self.conv_in.weight[:, :self.in_channels], padding=1) + h
+        h = F.relu(self.conv_in.actnorm(h)[0])
+        h = F.relu(self.conv_hidden(h))
+        return self.conv_out(h)
+
+
+class AffineInjector(nn.Module):
+    """z = (z + shift(u)) * scale(u): an affine map whose parameters depend on the LR features only.
+
+    Args:
+        num_channels (int): Channels of z.
+        cond_channels (int): Channels of the conditioning features u.
+        hidden_channels (int): Width of the sub-network.
+    """
+
+    def __init__(self, num_channels, cond_channels, hidden_channels):
+        super().__init__()
+        self.net = ConditionalSubNet(0, cond_channels, 2 * num_channels, hidden_channels)
+
+    def prepare_condition(self, u):
+        """(shift, scale, per-sample log-det) for the features u; everything here depends on the LR alone."""
+        shift, scale = affine_params(self.net(None, self.net.condition_term(u)))
+        return shift, scale, torch.log(scale).flatten(1).sum(1)
+
+    def forward(self, x, cond):
+        shift, scale, logdet = cond
+        return (x + shift) * scale, _per_sample(logdet, x.shape[0])
+
+    def inverse(self, y, cond):
+        shift, scale, logdet = cond
+        return y / scale - shift, -_per_sample(logdet, y.shape[0])
+
+
+class ConditionalAffineCoupling(nn.Module):
+    """z2 = (z2 + shift(z1, u)) * scale(z1, u) with z1 the first C // 2 channels, kept as they are.
+
+    Args:
+        num_channels (int): Channels of z.
+        cond_channels (int): Channels of the conditioning features u.
+        hidden_channels (int): Width of the sub-network.
+    """
+
+    def __init__(self, num_channels, cond_channels, hidden_channels):
+        super().__init__()
+        self.num_kept = num_channels // 2
+        self.net = ConditionalSubNet(self.num_kept, cond_channels, 2 * (num_channels - self.num_kept), hidden_channels)
+
+    def prepare_condition(self, u):
+        """The sub-network's first-layer response to u, shared by all samples of one LR image."""
+        return self.net.condition_term(u)
+
+    def _shift_scale(self, z1, cond):
+        return affine_params(self.net(z1, cond))
+
+    def forward(self, x, cond):
+        z1, z2 = x[:, :self.num_kept], x[:, self.num_kept:]
+        shift, scale = self._shift_scale(z1, cond)
+        return torch.cat([z1, (z2 + shift) * scale], 1), torch.log(scale).flatten(1).sum(1)
+
+    def inverse(self, y, cond):
+        z1, z2 = y[:, :self.num_kept], y[:, self.num_kept:]
+        shift, scale = self._shift_scale(z1, cond)
+        return torch.cat([z1, z2 / scale - shift], 1), -torch.log(scale).flatten(1).sum(1)
+
+
+class FlowStep(nn.Module):
+    """ActNorm -> invertible 1x1 conv -> [affine injector -> conditional affine coupling].
+
+    Without ``cond_channels`` the step is "plain" (ActNorm and 1x1 conv only) and ignores ``cond``.
+
+    Args:
+        num_channels (int): Channels of z.
+        cond_channels (int | None): Channels of the conditioning features; None for a plain step.
+        hidden_channels (int): Width of the injector and coupling sub-networks.
+    """
+
+    def __init__(self, num_channels, cond_channels=None, hidden_channels=64):
+        super().__init__()
+        self.actnorm = ActNorm(num_channels)
+        self.invconv = InvertibleConv1x1(num_channels)
+        self.conditional = cond_channels is not None
+        if self.conditional:
+            self.injector = AffineInjector(num_channels, cond_channels, hidden_channels)
+            self.coupling = ConditionalAffineCoupling(num_channels, cond_channels, hidden_channels)
+
+    def prepare_condition(self, u):
+        """What this step needs from the LR features u (None for a plain step)."""
+        if not self.conditional:
+            return None
+        return self.injector.prepare_condition(u), self.coupling.prepare_condition(u)
+
+    def _layers(self, cond):
+        layers = [(self.actnorm, None), (self.invconv, None)]
+        if self.conditional:
+            layers += [(self.injector, cond[0]), (self.coupling, cond[1])]
+        return layers
+
+    def forward(self, x, cond=None):
+        logdet = 0
+        for layer, layer_cond in self._layers(cond):
+            x, layer_logdet = layer(x, layer_cond)
+            logdet = logdet + layer_logdet
+        return x, logdet
+
+    def inverse(self, y, cond=None):
+        logdet = 0
+        for layer, layer_cond in reversed(self._layers(cond)):
+            y, layer_logdet = layer.inverse(y, layer_cond)
+            logdet = logdet + layer_logdet
+        return y, logdet
+
+
+class Split(nn.Module):
+    """Standardises the second half of the channels with a Gaussian predicted from the first half.
+
+    forward: cat([z1, z2]) -> cat([z1, eps]) with eps = (z2 - mean(z1)) / exp(logs(z1)), so that the log-density
+    of z2 under N(mean, exp(logs)^2) equals the log-det returned here plus log N(eps; 0, I), which the network
+    adds for every latent. z1 has the first C // 2 channels.
+
+    Args:
+        num_channels (int): Channels of z before the split.
+    """
+
+    def __init__(self, num_channels):
+        super().__init__()
+        self.num_kept = num_channels // 2
+        self.conv = ZeroConv2d(self.num_kept, 2 * (num_channels - self.num_kept))
+
+    def _prior(self, z1):
+        h = self.conv(z1)
+        return h[:, 0::2], h[:, 1::2]
+
+    def forward(self, x, cond=None):
+        z1, z2 = x[:, :self.num_kept], x[:, self.num_kept:]
+        mean, logs = self._prior(z1)
+        return torch.cat([z1, (z2 - mean) * torch.exp(-logs)], 1), -logs.flatten(1).sum(1)
+
+    def inverse(self, y, cond=None):
+        z1, eps = y[:, :self.num_kept], y[:, self.num_kept:]
+        mean, logs = self._prior(z1)
+        return torch.cat([z1, mean + torch.exp(logs) * eps], 1), logs.flatten(1).sum(1)

@@ -1,0 +1,272 @@
+"""SRFlowNet: an RRDB encoder conditioning a multi-level Glow-style flow (Lugmayr et al., ECCV 2020)."""
+import math
+from dataclasses import dataclass
+from typing import List, Tuple
+
+import torch
+from basicsr.utils.registry import ARCH_REGISTRY
+from torch import nn as nn
+from torch.nn import functional as F
+
+from srflow_plugin.utils import register
+from .flow_layers import FlowStep, Split, Squeeze, standard_normal_logp
+from .rrdb_arch import SRFlowRRDBNet
+
+
+class FlowLevel(nn.Module):
+    """One resolution of the flow: squeeze, plain steps, conditional steps and an optional split.
+
+    Args:
+        in_channels (int): Channels entering the level (before the squeeze).
+        cond_channels (int): Channels of the LR features conditioning this level.
+        plain_steps (int): Steps with ActNorm and 1x1 conv only.
+        flow_steps (int): Conditional steps (K).
+        hidden_channels (int): Width of the sub-networks.
+        split (bool): Whether half of the channels leave the flow here as a latent.
+    """
+
+    def __init__(self, in_channels, cond_channels, plain_steps, flow_steps, hidden_channels, split):
+        super().__init__()
+        channels = in_channels * 4
+        self.squeeze = Squeeze()
+        self.steps = nn.ModuleList([FlowStep(channels) for _ in range(plain_steps)] +
+                                   [FlowStep(channels, cond_channels, hidden_channels) for _ in range(flow_steps)])
+        self.split = Split(channels) if split else None
+        self.out_channels = self.split.num_kept if split else channels
+        self.latent_channels = channels - self.out_channels
+
+    def prepare_condition(self, u):
+        return [step.prepare_condition(u) for step in self.steps]
+
+    def forward(self, z, step_conds):
+        """Returns (z for the next level, latent leaving here or None, log-det)."""
+        z, logdet = self.squeeze(z)
+        for step, cond in zip(self.steps, step_conds):
+            z, step_logdet = step(z, cond)
+            logdet = logdet + step_logdet
+        if self.split is None:
+            return z, None, logdet
+        z, split_logdet = self.split(z)
+        return z[:, :self.out_channels], z[:, self.out_channels:], logdet + split_logdet
+
+    def inverse(self, z, latent, step_conds):
+        if self.split is not None:
+            z = self.split.inverse(torch.cat([z, latent], 1))[0]
+        for step, cond in zip(reversed(self.steps), reversed(step_conds)):
+            z = step.inverse(z, cond)[0]
+        return self.squeeze.inverse(z)[0]
+
+
+@dataclass
+class SRFlowCondition:
+    """Everything the flow needs from one batch of LR images, computed once by :meth:`SRFlowNet.condition`.
+
+    Attributes:
+        level_conds: per level, per step, the prepared condition of that step.
+        lq_size: (h, w) of the LR images as given.
+        padded_size: (h, w) after reflect padding to a size the flow divides.
+        batch: number of LR images.
+    """
+    level_conds: List[list]
+    lq_size: Tuple[int, int]
+    padded_size: Tuple[int, int]
+    batch: int
+
+
+@register(ARCH_REGISTRY)
+class SRFlowNet(nn.Module):
+    """SRFlow: p(HR | LR) as a conditional normalizing flow on the HR image, conditioned on RRDB features.
+
+    Level l = 1..L (L = log2(scale) + 1) works at HR / 2^l and is conditioned on the encoder feature of the same
+    resolution, concatenated with the tapped trunk blocks resized to it. Levels l < L - 1 end with a split.
+
+    Args:
+        scale (int): 2, 4 or 8. Default: 4.
+        in_channels (int): Image channels. Default: 3.
+        num_feat (int): Encoder feature channels. Default: 64.
+        num_block (int): Encoder RRDB blocks. Default: 23.
+        num_grow_ch (int): Encoder growth channels. Default: 32.
+        tap_blocks (Sequence[int]): 0-based encoder blocks whose outputs condition the flow, concatenated in this
+            order (repeats allowed). Default: (1, 8, 15, 22), the released x4 model.
+        flow_steps (int): Conditional flow steps per level (K). Default: 16.
+        plain_steps (int): Unconditional steps (ActNorm + 1x1 conv) at the start of each level. Default: 2.
+        hidden_channels (int): Width of the affine sub-networks. Default: 64.
+        trunk_skip (str): The encoder's long skip, ``'conv_first'`` (ESRGAN/BasicSR RRDBNet) or ``'trunk'`` (the
+            SRFlow release, needed for its checkpoints); see :class:`SRFlowRRDBNet`. Default: ``'conv_first'``.
+    """
+
+    def __init__(self,
+                 scale=4,
+                 in_channels=3,
+                 num_feat=64,
+                 num_block=23,
+                 num_grow_ch=32,
+                 tap_blocks=(1, 8, 15, 22),
+                 flow_steps=16,
+                 plain_steps=2,
+                 hidden_channels=64,
+                 trunk_skip='conv_first'):
+        super().__init__()
+        if scale not in (2, 4, 8):
+            raise ValueError(f'SRFlowNet supports scale 2, 4 or 8, got scale={scale}')
+        bad_taps = [b for b in tap_blocks if not 0 <= b < num_block]
+        if bad_taps:
+            raise ValueError(f'tap_blocks {list(tap_blocks)} name blocks outside the encoder\'s 0..{num_block - 1}')
+        self.scale = scale
+        self.in_channels = in_channels
+        self.tap_blocks = tuple(tap_blocks)
+        self.encoder = SRFlowRRDBNet(in_channels, in_channels, scale, num_feat, num_block, num_grow_ch, trunk_skip)
+        self.num_levels = int(math.log2(scale)) + 1
+        cond_channels = num_feat * (1 + len(self.tap_blocks))
+        levels, channels = [], in_channels
+        for level in range(1, self.num_levels + 1):
+            levels.append(
+                FlowLevel(channels, cond_channels, plain_steps, flow_steps, hidden_channels,
+                          split=level < self.num_levels - 1))
+            channels = levels[-1].out_channels
+        self.levels = nn.ModuleList(levels)
+
+    # ---------------------------------------------------------------- shapes and inputs
+    @staticmethod
+    def padded_lq_size(lq_h, lq_w):
+        """LR size after reflect padding at the bottom/right to a multiple of 2 (the coarsest level is LR / 2)."""
+        return lq_h + lq_h % 2, lq_w + lq_w % 2
+
+    def latent_shapes(self, lq_h, lq_w):
+        """(C, H, W) of each latent [split latents..., top latent] for an LR image of size lq_h x lq_w."""
+        h, w = self.padded_lq_size(lq_h, lq_w)
+        h, w = h * self.scale, w * self.scale
+        shapes = []
+        for level in self.levels:
+            h, w = h // 2, w // 2
+            if level.split is not None:
+                shapes.append((level.latent_channels, h, w))
+        shapes.append((self.levels[-1].out_channels, h, w))
+        return shapes
+
+    def _check_image(self, name, x):
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f'{name} must be [B, {self.in_channels}, H, W], got shape {tuple(x.shape)}')
+
+    # ---------------------------------------------------------------- conditioning
+    def _level_features(self, lq):
+        lr_feat, upsampled, taps = self.encoder.features(lq, self.tap_blocks, num_up=self.num_levels - 2)
+        # level l works at LR * scale / 2^l: the upsampled features from the finest down, then LR, then LR / 2
+        half = F.interpolate(lr_feat, scale_factor=0.5, mode='bilinear', align_corners=False,
+                             recompute_scale_factor=True)
+        features = upsampled[::-1] + [lr_feat, half]
+        if taps is None:
+            return features
+        return [torch.cat([f, F.interpolate(taps, size=f.shape[-2:], mode='nearest')], 1) for f in features]
+
+    def condition(self, lq):
+        """Computes everything that depends only on the LR images (encoder, and the flow's LR-only parts).
+
+        Args:
+            lq (Tensor): LR images [B, C, h, w] in [0, 1]. Odd sizes are reflect-padded at the bottom/right.
+
+        Returns:
+            SRFlowCondition: pass it as ``cond=`` to :meth:`encode` / :meth:`decode`, as often as wanted.
+        """
+        self._check_image('lq', lq)
+        lq_size = tuple(lq.shape[-2:])
+        padded = self.padded_lq_size(*lq_size)
+        if min(lq_size) < 2:
+            raise ValueError(f'lq must be at least 2x2 pixels, got shape {tuple(lq.shape)}')
+        if padded != lq_size:
+            lq = F.pad(lq, (0, padded[1] - lq_size[1], 0, padded[0] - lq_size[0]), mode='reflect')
+        conds = [level.prepare_condition(u) for level, u in zip(self.levels, self._level_features(lq))]
+        return SRFlowCondition(conds, lq_size, padded, lq.shape[0])
+
+    def _resolve_condition(self, lq, cond):
+        if cond is None:
+            if lq is None:
+                raise ValueError('give the LR images (lq) or a precomputed condition (cond)')
+            return self.condition(lq)
+        return cond
+
+    # ---------------------------------------------------------------- encode: HR -> latents
+    def encode(self, gt, lq=None, cond=None):
+        """Maps HR images to their latents and negative log-likelihood under the model.
+
+        Args:
+            gt (Tensor): HR images [B, C, scale*h, scale*w] in [0, 1].
+            lq (Tensor): LR images [B, C, h, w] (or give ``cond``).
+            cond (SRFlowCondition): Precomputed condition of the LR images.
+
+        Returns:
+            tuple: (latents, nll): latents is the list of standardised latents [split latents..., top latent]
+            (each ~ N(0, I) under the model), nll the negative log-likelihood in bits per dimension, shape [B].
+        """
+        self._check_image('gt', gt)
+        cond = self._resolve_condition(lq, cond)
+        expected = (cond.lq_size[0] * self.scale, cond.lq_size[1] * self.scale)
+        if tuple(gt.shape[-2:]) != expected:
+            raise ValueError(f'gt of shape {tuple(gt.shape)} is not {self.scale}x the LR size {cond.lq_size} '
+                             f'(expected {expected[0]}x{expected[1]})')
+        padded = (cond.padded_size[0] * self.scale, cond.padded_size[1] * self.scale)
+        if padded != expected:
+            gt = F.pad(gt, (0, padded[1] - expected[1], 0, padded[0] - expected[0]), mode='reflect')
+        latents, logdet = [], gt.new_zeros(gt.shape[0])
+        z = gt
+        for level, step_conds in zip(self.levels, cond.level_conds):
+            z, latent, level_logdet = level(z, step_conds)
+            logdet = logdet + level_logdet
+            if latent is not None:
+                latents.append(latent)
+        latents.append(z)
+        log_likelihood = logdet + sum(standard_normal_logp(t) for t in latents)
+        nll = -log_likelihood / (math.log(2.0) * gt[0].numel())
+        return latents, nll
+
+    # ---------------------------------------------------------------- decode: latents -> HR
+    def decode(self, lq=None, latents=None, temperature=0.8, generator=None, cond=None):
+        """Draws (or reconstructs) HR images for the LR images.
+
+        Args:
+            lq (Tensor): LR images [B, C, h, w] (or give ``cond``).
+            latents (list[Tensor]): Standardised latents as returned by :meth:`encode`, used as they are
+                (``temperature`` is then ignored). Default: drawn from N(0, temperature^2).
+            temperature (float): Standard deviation of the drawn latents (tau, "heat"); 0 gives the mode-like
+                image. Default: 0.8.
+            generator (torch.Generator): Random generator for the drawn latents, for reproducible samples.
+            cond (SRFlowCondition): Precomputed condition of the LR images.
+
+        Returns:
+            Tensor: HR images [B, C, scale*h, scale*w] (not clamped).
+        """
+        if temperature < 0:
+            raise ValueError(f'temperature must be >= 0, got {temperature}')
+        cond = self._resolve_condition(lq, cond)
+        shapes = self.latent_shapes(*cond.lq_size)
+        param = next(self.parameters())
+        if latents is None:
+            latents = [self._draw(cond.batch, shape, temperature, generator, param) for shape in shapes]
+        else:
+            self._check_latents(latents, shapes, cond.batch)
+        split_latents = iter(reversed(latents[:-1]))
+        z = latents[-1]
+        for level, step_conds in zip(reversed(self.levels), reversed(cond.level_conds)):
+            z = level.inverse(z, next(split_latents) if level.split is not None else None, step_conds)
+        return z[..., :cond.lq_size[0] * self.scale, :cond.lq_size[1] * self.scale]
+
+    @staticmethod
+    def _draw(batch, shape, temperature, generator, like):
+        device = generator.device if generator is not None else like.device
+        eps = torch.randn((batch, ) + shape, generator=generator, device=device, dtype=like.dtype)
+        return eps.to(like.device) * temperature
+
+    def _check_latents(self, latents, shapes, batch):
+        got = [tuple(t.shape[1:]) for t in latents]
+        if got != shapes:
+            raise ValueError(f'latents of shapes {[tuple(t.shape) for t in latents]} do not fit this LR size: '
+                             f'expected [B, C, H, W] with (C, H, W) = {shapes}')
+        batches = {t.shape[0] for t in latents}
+        if len(batches) != 1 or (batch != 1 and batches != {batch}):
+            raise ValueError(f'latents have batch sizes {sorted(batches)}; the condition has batch {batch}')
+
+    def forward(self, lq, gt=None, **decode_kwargs):
+        """``net(lq, gt)`` is :meth:`encode`; ``net(lq, ...)`` is :meth:`decode` (kept one entry for DDP)."""
+        if gt is not None:
+            return self.encode(gt, lq)
+        return self.decode(lq, **decode_kwargs)
