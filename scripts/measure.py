@@ -1,0 +1,313 @@
+"""Measure SR results: PSNR, SSIM, LPIPS, LR-PSNR and the NTIRE diversity score.
+
+    python scripts/measure.py --sr results/SRFlow_x4 --gt datasets/DIV2K/DIV2K_valid_HR \\
+        --lr datasets/DIV2K/DIV2K_valid_LR_bicubic/X4 [--crop_border 0] [--no_lpips]
+
+Naming rule. Every GT image ``<stem>.<ext>`` owns the SR images (searched recursively in --sr) whose
+file stem is ``<stem>`` or starts with ``<stem>_``: ``0801.png``, ``0801_sample03.png``,
+``0801/0801_t0.9_s3.png`` all belong to ``0801``. When several GT stems match, the longest wins. An SR
+file that matches no GT image is an error; GT images without SR images are skipped (and listed).
+The LR input of ``<stem>`` is ``<stem>.<ext>`` or ``<stem>x<scale>.<ext>`` (DIV2K naming) in --lr.
+
+Per image, every metric is the mean over its SR samples; the diversity score needs >= 2 samples.
+The mean row averages the per-image values (an ``inf`` PSNR of identical images makes the mean inf).
+If the GT is larger than the SR output by less than the scale (GT sizes that are not a multiple of
+the scale), the GT is cropped at the bottom/right to the SR size, as NTIRE does.
+"""
+import argparse
+import csv
+import math
+import sys
+from collections import defaultdict
+from os import path as osp
+
+import cv2
+import numpy as np
+import torch
+
+# run from a checkout: use this working tree's package, not an installed copy
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+import srflow_plugin  # noqa: E402,F401  (before basicsr: installs the torchvision shim)
+from basicsr.metrics.psnr_ssim import calculate_psnr, calculate_ssim  # noqa: E402
+from basicsr.utils import img2tensor, scandir  # noqa: E402
+from srflow_plugin.metrics import calculate_lr_psnr, diversity_score, get_lpips_model, lpips_distance  # noqa: E402
+
+IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm',
+                  '.PNG', '.JPG', '.JPEG', '.BMP', '.TIF', '.TIFF', '.WEBP', '.PPM')
+
+# column -> (markdown header, decimals in the markdown table)
+COLUMNS = {
+    'image': ('image', None),
+    'samples': ('samples', None),
+    'psnr': ('PSNR', 2),
+    'ssim': ('SSIM', 4),
+    'psnr_y': ('PSNR-Y', 2),
+    'ssim_y': ('SSIM-Y', 4),
+    'lpips': ('LPIPS', 4),
+    'lr_psnr': ('LR-PSNR (LR input)', 2),
+    'lr_psnr_gt': ('LR-PSNR (NTIRE, downscaled GT)', 2),
+    'diversity': ('diversity', 2),
+}
+
+
+def read_image(path):
+    """HWC uint8 BGR image, or an OSError naming the file."""
+    img = cv2.imread(path, cv2.IMREAD_COLOR)
+    if img is None:
+        raise OSError(f'Cannot read image {path} (missing, corrupt or not an image).')
+    return img
+
+
+def _stem(path):
+    return osp.splitext(osp.basename(path))[0]
+
+
+def _images(folder, recursive):
+    if not osp.isdir(folder):
+        raise FileNotFoundError(f'Folder {folder} does not exist.')
+    return sorted(osp.join(folder, p) for p in scandir(folder, suffix=IMG_EXTENSIONS, recursive=recursive))
+
+
+def group_samples(sr_paths, gt_stems):
+    """Assign SR files to GT images by the naming rule (stem equal to, or starting with, ``<gt stem>_``).
+
+    Args:
+        sr_paths (list[str]): SR image files.
+        gt_stems (iterable[str]): GT file stems.
+
+    Returns:
+        dict[str, list[str]]: GT stem -> its SR files, sorted; only GT stems with SR files.
+    """
+    gt_stems = set(gt_stems)
+    groups, unmatched = defaultdict(list), []
+    for path in sr_paths:
+        stem = _stem(path)
+        # candidates from the longest: the whole stem, then every prefix ending before a '_'
+        cuts = [len(stem)] + [i for i in range(len(stem) - 1, 0, -1) if stem[i] == '_']
+        owner = next((stem[:i] for i in cuts if stem[:i] in gt_stems), None)
+        if owner is None:
+            unmatched.append(path)
+        else:
+            groups[owner].append(path)
+    if unmatched:
+        shown = ', '.join(unmatched[:5]) + (' ...' if len(unmatched) > 5 else '')
+        raise ValueError(f'{len(unmatched)} SR file(s) match no GT image (<gt stem>.png or <gt stem>_*.png): {shown}')
+    return {stem: sorted(paths) for stem, paths in sorted(groups.items())}
+
+
+def find_lr(lr_paths, stem):
+    """The LR file of GT ``stem``: ``<stem>.*`` or ``<stem>x<digits>.*``, or None."""
+    for path in lr_paths:
+        lr_stem = _stem(path)
+        if lr_stem == stem or (lr_stem.startswith(stem + 'x') and lr_stem[len(stem) + 1:].isdigit()):
+            return path
+    return None
+
+
+def _rgb_tensor(img):
+    return img2tensor(img.astype(np.float32) / 255., bgr2rgb=True, float32=True).unsqueeze(0)
+
+
+def measure_image(samples, gt, lq=None, scale=None, crop_border=0, use_lpips=True, names=('sr', 'gt')):
+    """Metrics of the SR samples of one image, averaged over the samples.
+
+    Args:
+        samples (list[ndarray]): SR images (HWC uint8 BGR), all of one shape.
+        gt (ndarray): GT image; cropped at the bottom/right to the SR size when it is larger by less
+            than the scale.
+        lq (ndarray | None): LR input; gives the 'lr_psnr' column and fixes the scale.
+        scale (int | None): Scale factor; needed for 'lr_psnr_gt' when lq is None.
+        crop_border (int): Border cropped for PSNR, SSIM and LPIPS (in SR pixels). Default: 0.
+        use_lpips (bool): Compute LPIPS and, for >= 2 samples, the diversity score. Default: True.
+        names (tuple[str]): SR and GT names for error messages.
+
+    Returns:
+        dict: psnr, ssim, psnr_y, ssim_y, samples, and when available lpips, lr_psnr, lr_psnr_gt,
+        diversity.
+    """
+    shape = samples[0].shape
+    for img in samples:
+        if img.shape != shape:
+            raise ValueError(f'SR samples of {names[0]} differ in shape: {img.shape} vs {shape}.')
+    if lq is not None:
+        lr_scale = shape[0] // lq.shape[0] if lq.shape[0] else 0
+        if lr_scale == 0 or shape[:2] != (lq.shape[0] * lr_scale, lq.shape[1] * lr_scale):
+            raise ValueError(f'SR {names[0]} shape {shape} is not an integer multiple of its LR shape {lq.shape}.')
+        if scale is not None and scale != lr_scale:
+            raise ValueError(f'SR {names[0]} is x{lr_scale} of its LR, but scale={scale} was given.')
+        scale = lr_scale
+    margin = scale or 1
+    if gt.shape != shape:
+        dh, dw = gt.shape[0] - shape[0], gt.shape[1] - shape[1]
+        if not (0 <= dh < margin and 0 <= dw < margin and gt.shape[2:] == shape[2:]):
+            raise ValueError(f'GT {names[1]} shape {gt.shape} does not match SR {names[0]} shape {shape}.')
+        gt = gt[:shape[0], :shape[1]]
+
+    per_sample = defaultdict(list)
+    for sr in samples:
+        per_sample['psnr'].append(calculate_psnr(sr, gt, crop_border=crop_border))
+        per_sample['ssim'].append(calculate_ssim(sr, gt, crop_border=crop_border))
+        per_sample['psnr_y'].append(calculate_psnr(sr, gt, crop_border=crop_border, test_y_channel=True))
+        per_sample['ssim_y'].append(calculate_ssim(sr, gt, crop_border=crop_border, test_y_channel=True))
+        if lq is not None:
+            per_sample['lr_psnr'].append(calculate_lr_psnr(sr, gt, lq=lq, against='lq'))
+        if scale:
+            per_sample['lr_psnr_gt'].append(calculate_lr_psnr(sr, gt, against='gt', scale=scale))
+    row = {'samples': len(samples)}
+    row.update({key: float(np.mean(values)) for key, values in per_sample.items()})
+
+    if use_lpips:
+        c = crop_border
+        crop = (lambda t: t[..., c:-c, c:-c]) if c else (lambda t: t)  # noqa: E731
+        gt_t = crop(_rgb_tensor(gt))
+        maps, values = [], []
+        for sr in samples:
+            sr_t = crop(_rgb_tensor(sr))
+            values.append(lpips_distance(sr_t, gt_t).item())
+            if len(samples) > 1:
+                maps.append(lpips_distance(sr_t, gt_t, spatial=True)[0, 0].cpu())
+        row['lpips'] = float(np.mean(values))
+        if maps:
+            row['diversity'] = diversity_score(torch.stack(maps))
+    return row
+
+
+def mean_row(rows):
+    """Mean over the images of every numeric column (images without a value are left out)."""
+    mean = {'image': 'mean', 'samples': sum(r['samples'] for r in rows)}
+    for key in COLUMNS:
+        if key in ('image', 'samples'):
+            continue
+        values = [r[key] for r in rows if r.get(key) is not None]
+        if values:
+            mean[key] = float(np.mean(values))
+    return mean
+
+
+def measure(sr_folder, gt_folder, lr_folder=None, scale=None, crop_border=0, use_lpips=True, verbose=True):
+    """Measure a folder of SR results against GT (and LR) images.
+
+    Args:
+        sr_folder (str): SR images, searched recursively; named by the rule in this module's doc.
+        gt_folder (str): GT images.
+        lr_folder (str | None): LR inputs; enable 'lr_psnr' (SRFlow's definition) and fix the scale.
+        scale (int | None): Scale factor, required when lr_folder is None (for NTIRE's LR-PSNR).
+        crop_border (int): Border cropped for PSNR, SSIM and LPIPS. Default: 0 (full images, as SRFlow).
+        use_lpips (bool): Compute LPIPS and diversity; needs the AlexNet weights. Default: True.
+        verbose (bool): Print a progress line per image. Default: True.
+
+    Returns:
+        list[dict]: One row per GT image that has SR images, then the mean row (image='mean').
+    """
+    if lr_folder is None and scale is None:
+        raise ValueError('Give the LR folder (lr_folder / --lr) or the scale (scale / --scale).')
+    if use_lpips:
+        get_lpips_model()  # fail now, not after the PSNRs, when the backbone weights are missing
+    gt_paths = {_stem(p): p for p in _images(gt_folder, recursive=False)}
+    groups = group_samples(_images(sr_folder, recursive=True), gt_paths)
+    if not groups:
+        raise ValueError(f'No SR images in {sr_folder}.')
+    missing = sorted(set(gt_paths) - set(groups))
+    if missing and verbose:
+        print(f'{len(missing)} GT image(s) without SR images, not measured: {", ".join(missing[:10])}'
+              + (' ...' if len(missing) > 10 else ''))
+    lr_paths = _images(lr_folder, recursive=False) if lr_folder else None
+
+    rows = []
+    for stem, sr_paths in groups.items():
+        lq = None
+        if lr_paths is not None:
+            lr_path = find_lr(lr_paths, stem)
+            if lr_path is None:
+                raise FileNotFoundError(f'No LR image for {stem} ({stem}.png or {stem}x<scale>.png) in {lr_folder}.')
+            lq = read_image(lr_path)
+        row = {'image': stem}
+        row.update(
+            measure_image([read_image(p) for p in sr_paths],
+                          read_image(gt_paths[stem]),
+                          lq=lq,
+                          scale=scale,
+                          crop_border=crop_border,
+                          use_lpips=use_lpips,
+                          names=(sr_paths[0], gt_paths[stem])))
+        rows.append(row)
+        if verbose:
+            print(f"{stem}: {row['samples']} sample(s), PSNR {row['psnr']:.2f}"
+                  + (f", LPIPS {row['lpips']:.4f}" if 'lpips' in row else ''))
+    return rows + [mean_row(rows)]
+
+
+def _columns(rows):
+    return [key for key in COLUMNS if any(key in r for r in rows)]
+
+
+def write_csv(rows, path):
+    """Write the rows as CSV (full precision; 'inf' for identical images; empty where not computed)."""
+    columns = _columns(rows)
+    with open(path, 'w', newline='') as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({key: row.get(key, '') for key in columns})
+
+
+def format_markdown(rows):
+    """The rows as a markdown table, rounded per column ('-' where not computed)."""
+    columns = _columns(rows)
+    lines = ['| ' + ' | '.join(COLUMNS[k][0] for k in columns) + ' |', '|' + '---|' * len(columns)]
+    for row in rows:
+        cells = []
+        for key in columns:
+            value, decimals = row.get(key), COLUMNS[key][1]
+            if value is None:
+                cells.append('-')
+            elif decimals is None:
+                cells.append(str(value))
+            elif math.isinf(value):
+                cells.append('inf')
+            else:
+                cells.append(f'{value:.{decimals}f}')
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines) + '\n'
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='PSNR/SSIM (RGB and Y), LPIPS, LR-PSNR (LR input and NTIRE) and NTIRE diversity of SR results.',
+        epilog='SR files belong to the GT image whose stem they equal or start with followed by "_" '
+        '(0801.png, 0801_sample03.png); all SR files of one GT image are its samples.')
+    parser.add_argument('--sr', required=True, help='Folder of SR images (searched recursively).')
+    parser.add_argument('--gt', required=True, help='Folder of GT images.')
+    parser.add_argument('--lr', default=None, help='Folder of LR inputs (<stem>.png or <stem>x<scale>.png).')
+    parser.add_argument('--scale', type=int, default=None, help='Scale factor; required without --lr.')
+    parser.add_argument('--crop_border', type=int, default=0, help='Border excluded from PSNR/SSIM/LPIPS. Default: 0')
+    parser.add_argument('--no_lpips', action='store_true', help='Skip LPIPS and diversity (no AlexNet weights).')
+    parser.add_argument('--csv', default=None, help='CSV output. Default: <sr>/metrics.csv')
+    parser.add_argument('--md', default=None, help='Markdown table output. Default: <sr>/metrics.md')
+    args = parser.parse_args(argv)
+    if args.lr is None and args.scale is None:
+        parser.error('give --lr or --scale')
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if not args.no_lpips:
+        try:
+            get_lpips_model()
+        except FileNotFoundError as error:
+            sys.exit(f'{error}\nTo measure without LPIPS and diversity, pass --no_lpips.')
+    rows = measure(args.sr, args.gt, args.lr, args.scale, args.crop_border, use_lpips=not args.no_lpips)
+    csv_path = args.csv or osp.join(args.sr, 'metrics.csv')
+    md_path = args.md or osp.join(args.sr, 'metrics.md')
+    write_csv(rows, csv_path)
+    table = format_markdown(rows)
+    with open(md_path, 'w') as f:
+        f.write(table)
+    print(table)
+    print(f'Written {csv_path} and {md_path}')
+    return rows
+
+
+if __name__ == '__main__':
+    main()
