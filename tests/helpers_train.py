@@ -133,3 +133,64 @@ def subprocess_env():
     env['PYTHONPATH'] = REPO + (os.pathsep + env['PYTHONPATH'] if env.get('PYTHONPATH') else '')
     env['OMP_NUM_THREADS'] = '1'
     return env
+
+
+class FakeTBLogger:
+    """Records add_scalar calls like a SummaryWriter."""
+
+    def __init__(self):
+        self.scalars = {}
+
+    def add_scalar(self, tag, value, step):
+        self.scalars[tag] = (value, step)
+
+
+def val_loader(n=2, lq_size=8, name='unitval', seed=3, with_gt=True):
+    """A DataLoader of n random LR/GT pairs as BasicSR's PairedImageDataset yields them (batch 1)."""
+    import torch
+    from torch.utils.data import DataLoader, Dataset
+
+    generator = torch.Generator().manual_seed(seed)
+    items = []
+    for i in range(n):
+        item = {'lq': torch.rand(3, lq_size, lq_size, generator=generator), 'lq_path': f'/x/val{i}.png'}
+        if with_gt:
+            item['gt'] = torch.rand(3, lq_size * SCALE, lq_size * SCALE, generator=generator)
+        items.append(item)
+
+    class _Set(Dataset):
+        opt = {'name': name}
+
+        def __len__(self):
+            return len(items)
+
+        def __getitem__(self, index):
+            return items[index]
+
+    return DataLoader(_Set(), batch_size=1)
+
+
+def ddp_actnorm_worker(rank, world_size, port, out_dir, batches):
+    """One process of the two-process gloo test: builds SRFlowModel under DDP and trains one step with lr 0."""
+    import torch
+    import torch.distributed as dist
+
+    os.environ['MASTER_ADDR'] = '127.0.0.1'
+    os.environ['MASTER_PORT'] = str(port)
+    torch.set_num_threads(1)
+    dist.init_process_group('gloo', rank=rank, world_size=world_size)
+    try:
+        import srflow_plugin  # noqa: F401
+        from srflow_plugin.models.srflow_model import SRFlowModel
+        torch.manual_seed(100 + rank)  # different initial weights per rank; DDP broadcasts rank 0's
+        opt = make_opt(osp.join(out_dir, f'rank{rank}'), dist=True, rank=rank, world_size=world_size,
+                       train={'optim_g': {'type': 'Adam', 'lr': 0.0}})
+        model = SRFlowModel(opt)
+        state = model.get_bare_model(model.net_g).state_dict()
+        torch.save({k: v.clone() for k, v in state.items()}, osp.join(out_dir, f'before{rank}.pt'))
+        model.feed_data(batches[rank])
+        model.optimize_parameters(1)
+        state = model.get_bare_model(model.net_g).state_dict()
+        torch.save({k: v.clone() for k, v in state.items()}, osp.join(out_dir, f'after{rank}.pt'))
+    finally:
+        dist.destroy_process_group()

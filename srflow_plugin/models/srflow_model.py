@@ -19,6 +19,8 @@ from tqdm import tqdm
 
 from srflow_plugin.archs.flow_layers import ActNorm
 from srflow_plugin.archs.rrdb_arch import load_encoder_weights
+from srflow_plugin.losses import FlowNLLLoss  # noqa: F401  (registers the default train.nll_opt)
+from srflow_plugin.metrics import calculate_lpips, calculate_lr_psnr  # noqa: F401  (registers the val metrics)
 from srflow_plugin.options_schema import check_options, get_option
 from srflow_plugin.utils import register
 
