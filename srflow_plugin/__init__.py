@@ -10,4 +10,7 @@ srflow_plugin_boot.install()
 
 # flake8: noqa: E402  (the hook must be in place before basicsr is imported)
 from .archs import *  # noqa: F401,F403
+from .losses import *  # noqa: F401,F403
+from .metrics import *  # noqa: F401,F403
+from .models import *  # noqa: F401,F403
 from .version import __version__  # noqa: F401
