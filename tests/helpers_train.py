@@ -194,3 +194,33 @@ def ddp_actnorm_worker(rank, world_size, port, out_dir, batches):
         torch.save({k: v.clone() for k, v in state.items()}, osp.join(out_dir, f'after{rank}.pt'))
     finally:
         dist.destroy_process_group()
+
+
+def write_test_yml(tmp_path, checkpoint, name='tiny_test'):
+    """An option file testing a checkpoint of the tiny network on one image, heats 0 and 0.8, 2 samples."""
+    val_gt, val_lq = write_pairs(osp.join(str(tmp_path), 'data_test'), 2, 32, seed=4)
+    opt = {
+        'name': name,
+        'model_type': 'SRFlowModel',
+        'scale': SCALE,
+        'num_gpu': 0,
+        'manual_seed': 0,
+        'datasets': {
+            'test_1': dict(name='tinyset', type='PairedImageDataset', dataroot_gt=val_gt, dataroot_lq=val_lq,
+                           io_backend={'type': 'disk'}),
+        },
+        'network_g': deepcopy(TINY_NET),
+        'path': {'pretrain_network_g': str(checkpoint), 'strict_load_g': True, 'param_key_g': 'params'},
+        'val': {
+            'save_img': True,
+            'suffix': None,
+            'heats': [0.0, 0.8],
+            'n_sample': 2,
+            'metrics': {'psnr': {'type': 'calculate_psnr', 'crop_border': 0},
+                        'lr_psnr': {'type': 'calculate_lr_psnr', 'crop_border': 0}},
+        },
+    }
+    yml = osp.join(str(tmp_path), f'{name}.yml')
+    with open(yml, 'w') as f:
+        yaml.safe_dump(opt, f, sort_keys=False)
+    return yml
