@@ -281,3 +281,23 @@ def test_save_writes_network_and_training_state_with_skipped_steps(tmp_path):
                                                                                        'net_g_1.pth')}))
     resumed.resume_training(state)
     assert resumed.skipped_steps == 2
+
+
+@pytest.mark.parametrize('name', ['train_SRFlow_x4', 'train_SRFlow_x8', 'train_SRFlow_CelebA_x8', 'test_SRFlow_x4',
+                                  'test_SRFlow_x8', 'test_SRFlow_CelebA_x8'])
+def test_shipped_option_files_pass_the_option_check_and_fit_the_network(name):
+    import inspect
+    import yaml
+    from srflow_plugin.options_schema import check_options
+    with open(osp.join(osp.dirname(osp.dirname(__file__)), 'options', f'{name}.yml')) as f:
+        opt = yaml.safe_load(f)
+    check_options(opt)
+    net_opt = dict(opt['network_g'])
+    assert net_opt.pop('type') == 'SRFlowNet' and opt['model_type'] == 'SRFlowModel'
+    assert set(net_opt) <= set(inspect.signature(SRFlowNet).parameters)
+    assert net_opt['scale'] == opt['scale']
+    if name.startswith('train'):
+        train_set = opt['datasets']['train']
+        assert (train_set['gt_size'], train_set['use_hflip'], train_set['use_rot']) == (160, True, False)
+        assert train_set['io_backend']['type'] == 'lmdb' and opt['val']['heats'] == [0.0, 0.5, 0.75, 1.0]
+        assert opt['path']['pretrain_network_rrdb'] and opt['train']['train_rrdb_delay'] == 0.5
