@@ -1,0 +1,220 @@
+"""Sample super-resolutions of an image or a folder with a trained SRFlowNet.
+
+    python scripts/sample.py -i <image or folder> -c <checkpoint.pth> -o <out folder> [--opt train.yml]
+        [--temperatures 0 0.8 0.9] [--num_samples 3] [--seed 0] [--device cpu|cuda]
+        [--tile 128 --tile_overlap 32] [--grid [--gt <folder or image>] [--grid_dir <folder>]]
+
+Outputs ``<out>/<image>_t<temperature>_s<sample>.png`` (sample counted from 0), where ``<image>`` is the input's
+file stem without a DIV2K-style ``x<scale>`` suffix (``0801x4.png`` -> ``0801``), so that ``scripts/measure.py``
+pairs the samples with the GT ``0801.png``. Reproducible: each image has its own random generator seeded from
+``--seed`` and the image name, so results do not depend on which other images are in the folder, nor on
+``--tile`` (the latents are drawn for the whole image either way). Grids go to ``<out>_grids`` by default
+(outside ``<out>``, where measure.py would take them for samples).
+"""
+import argparse
+import hashlib
+import os
+from os import path as osp
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+import srflow_plugin  # noqa: F401  (before basicsr: installs the torchvision shim)
+from basicsr.utils import img2tensor, imwrite, scandir, tensor2img
+from srflow_plugin.tools.checkpoint import load_srflow
+from srflow_plugin.tools.grid import bicubic_upscale, make_grid, nearest_upscale
+from srflow_plugin.tools.tiling import decode_tiled, draw_latents, tile_boxes
+
+__all__ = ['main', 'list_images', 'read_image', 'image_name', 'image_generator', 'sample_image', 'sample_grid',
+           'output_name', 'IMG_EXTENSIONS']
+
+IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm')
+
+
+def list_images(path):
+    """[path] for a file; the images (by extension, sorted, not recursive) of a folder; else an error."""
+    if osp.isfile(path):
+        return [path]
+    if osp.isdir(path):
+        images = sorted(osp.join(path, p) for p in scandir(path, recursive=False)
+                        if osp.splitext(p)[1].lower() in IMG_EXTENSIONS)
+        if not images:
+            raise FileNotFoundError(f'Folder {path} holds no images ({", ".join(IMG_EXTENSIONS)}).')
+        return images
+    raise FileNotFoundError(f'Input {path} is neither an image file nor a folder.')
+
+
+def read_image(path):
+    """HWC uint8 BGR image, or an OSError naming the file."""
+    img = cv2.imread(path, cv2.IMREAD_COLOR)
+    if img is None:
+        raise OSError(f'Cannot read image {path} (missing, corrupt or not an image).')
+    return img
+
+
+def image_name(path, scale):
+    """File stem without a DIV2K ``x<scale>`` suffix: ``0801x4.png`` -> ``0801`` (at scale 4)."""
+    stem = osp.splitext(osp.basename(path))[0]
+    suffix = f'x{scale}'
+    return stem[:-len(suffix)] if stem.endswith(suffix) and len(stem) > len(suffix) else stem
+
+
+def image_generator(seed, name):
+    """A CPU torch.Generator seeded from (seed, image name): independent of the other images processed."""
+    digest = hashlib.sha256(f'{seed}/{name}'.encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], 'little') & (2**63 - 1))
+
+
+def output_name(name, temperature, sample):
+    return f'{name}_t{temperature:g}_s{sample}.png'
+
+
+def to_tensor(img):
+    """uint8 BGR HWC -> float RGB [1, 3, h, w] in [0, 1]."""
+    return img2tensor(img.astype(np.float32) / 255., bgr2rgb=True, float32=True).unsqueeze(0)
+
+
+def to_image(tensor):
+    """float RGB [1, 3, H, W] -> uint8 BGR HWC, clamped to [0, 1] first."""
+    return tensor2img(tensor.detach().clamp(0, 1), rgb2bgr=True, min_max=(0, 1))
+
+
+@torch.no_grad()
+def sample_image(net, lq, temperatures, num_samples, generator, tile=None, tile_overlap=0):
+    """Draws ``num_samples`` super-resolutions of one LR image at every temperature.
+
+    The latents are drawn from ``generator`` in the order temperatures x samples, for the whole image (so tiled
+    and untiled sampling give the same pictures); the LR image is encoded once (once per tile when tiled) and
+    shared by all samples.
+
+    Args:
+        net (SRFlowNet): The network.
+        lq (Tensor): One LR image [1, C, h, w] in [0, 1] (any device).
+        temperatures (Sequence[float]): Standard deviations of the latents.
+        num_samples (int): Samples per temperature.
+        generator (torch.Generator): A CPU generator.
+        tile (int | None): Tile core size in LR pixels (even) for tiled decoding; None decodes the whole image.
+        tile_overlap (int): Context around each tile in LR pixels (even).
+
+    Returns:
+        dict[(float, int), Tensor]: (temperature, sample) -> HR image [1, C, H, W] on the CPU (not clamped).
+    """
+    device = next(net.parameters()).device
+    lq_h, lq_w = lq.shape[-2:]
+    keys = [(t, s) for t in temperatures for s in range(num_samples)]
+    latents = [draw_latents(net, lq_h, lq_w, t, generator) for t, _ in keys]
+    if tile:
+        return dict(zip(keys, decode_tiled(net, lq, latents, tile, tile_overlap)))
+    cond = net.condition(lq.to(device))
+    return {key: net.decode(cond=cond, latents=[z.to(device) for z in lat]).cpu() for key, lat in zip(keys, latents)}
+
+
+def mode_image(net, lq, tile=None, tile_overlap=0):
+    """The tau = 0 image (all latents zero)."""
+    return sample_image(net, lq, [0.0], 1, None, tile, tile_overlap)[(0.0, 0)]
+
+
+def sample_grid(lq_img, samples, mode, scale, gt_img=None):
+    """The picture grid of one image: a reference row [LR (nearest), bicubic, tau = 0, GT] and one row per
+    temperature > 0 with its samples.
+
+    Args:
+        lq_img (ndarray): LR image, uint8 BGR.
+        samples (dict[(float, int), ndarray]): (temperature, sample) -> uint8 BGR SR image.
+        mode (ndarray): The tau = 0 image, uint8 BGR.
+        scale (int): SR scale.
+        gt_img (ndarray | None): GT image, uint8 BGR.
+
+    Returns:
+        ndarray: the grid (see ``srflow_plugin.tools.grid``).
+    """
+    reference = [('LR (nearest)', nearest_upscale(lq_img, scale)), ('bicubic', bicubic_upscale(lq_img, scale)),
+                 ('SRFlow tau=0', mode)]
+    if gt_img is not None:
+        reference.append(('GT', gt_img))
+    rows = [reference]
+    for t in sorted({t for t, _ in samples if t > 0}):
+        rows.append([(f'tau={t:g} #{s}', samples[(tt, s)]) for tt, s in sorted(samples) if tt == t])
+    return make_grid(rows)
+
+
+def find_gt(gt, name, sr_shape, scale):
+    """The GT image of ``name`` from a file or folder, cropped to the SR size when larger by < scale."""
+    if osp.isfile(gt):
+        path = gt
+    else:
+        candidates = [osp.join(gt, name + ext) for ext in IMG_EXTENSIONS + tuple(e.upper() for e in IMG_EXTENSIONS)]
+        found = [p for p in candidates if osp.isfile(p)]
+        if not found:
+            raise FileNotFoundError(f'No GT image for {name} in {gt} (looked for {name}.png, .jpg, ...).')
+        path = found[0]
+    img = read_image(path)
+    h, w = sr_shape[:2]
+    if not (h <= img.shape[0] < h + scale and w <= img.shape[1] < w + scale):
+        raise ValueError(f'GT {path} of size {img.shape[1]}x{img.shape[0]} does not fit the SR size {w}x{h}.')
+    return img[:h, :w]
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('-i', '--input', required=True, help='LR image or folder of LR images')
+    parser.add_argument('-c', '--checkpoint', required=True, help='SRFlowNet checkpoint (BasicSR .pth)')
+    parser.add_argument('-o', '--output', required=True, help='output folder')
+    parser.add_argument('--opt', default=None, help='option yml whose network_g builds the network (needed when '
+                        'the checkpoint has no network_g key)')
+    parser.add_argument('--temperatures', type=float, nargs='+', default=[0.0, 0.8, 0.9])
+    parser.add_argument('--num_samples', type=int, default=3, help='samples per temperature')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--device', default='cpu', help='cpu, cuda, cuda:1, ...')
+    parser.add_argument('--tile', type=int, default=None, help='tile core size in LR pixels (even)')
+    parser.add_argument('--tile_overlap', type=int, default=32, help='context around each tile in LR pixels '
+                        '(even); exact when >= the receptive radius (srflow_plugin.tools.tiling.needed_overlap)')
+    parser.add_argument('--grid', action='store_true', help='also write a labelled picture grid per image')
+    parser.add_argument('--gt', default=None, help='GT image or folder (GT column of the grids)')
+    parser.add_argument('--grid_dir', default=None, help='grid folder (default: <output>_grids)')
+    args = parser.parse_args(argv)
+    if args.num_samples < 1:
+        parser.error(f'--num_samples must be >= 1, got {args.num_samples}')
+    if any(t < 0 for t in args.temperatures):
+        parser.error(f'--temperatures must be >= 0, got {args.temperatures}')
+    if args.tile is not None:
+        try:
+            tile_boxes(2, 2, args.tile, args.tile_overlap)
+        except ValueError as error:
+            parser.error(f'--tile/--tile_overlap: {error}')
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    images = list_images(args.input)
+    net = load_srflow(args.checkpoint, args.opt, args.device)
+    os.makedirs(args.output, exist_ok=True)
+    grid_dir = args.grid_dir or args.output.rstrip('/\\') + '_grids'
+    written = []
+    for path in tqdm(images, unit='image', desc='SRFlow sampling'):
+        lq_img = read_image(path)
+        name = image_name(path, net.scale)
+        lq = to_tensor(lq_img)
+        samples = sample_image(net, lq, args.temperatures, args.num_samples, image_generator(args.seed, name),
+                               args.tile, args.tile_overlap)
+        sample_imgs = {key: to_image(sr) for key, sr in samples.items()}
+        for (t, s), img in sample_imgs.items():
+            out = osp.join(args.output, output_name(name, t, s))
+            imwrite(img, out)
+            written.append(out)
+        if args.grid:
+            mode = sample_imgs.get((0.0, 0))
+            if mode is None:
+                mode = to_image(mode_image(net, lq, args.tile, args.tile_overlap))
+            gt_img = find_gt(args.gt, name, mode.shape, net.scale) if args.gt else None
+            imwrite(sample_grid(lq_img, sample_imgs, mode, net.scale, gt_img), osp.join(grid_dir, f'{name}_grid.png'))
+    print(f'Wrote {len(written)} samples of {len(images)} image(s) to {args.output}'
+          + (f' and grids to {grid_dir}' if args.grid else ''))
+    return written
+
+
+if __name__ == '__main__':
+    main()

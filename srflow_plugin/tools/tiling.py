@@ -1,0 +1,199 @@
+"""Tiled decoding: super-resolve a large LR image one tile at a time, with the latents of the whole image.
+
+Why it matches untiled decoding. The latents are drawn once for the whole image (``draw_latents``, in the same
+order and with the same generator calls as ``SRFlowNet.decode``), and every tile gets the exact crop of every
+latent level. Each output pixel depends only on LR pixels and latents within the network's receptive radius
+(``receptive_radius``); a tile that sees ``overlap >= radius`` LR pixels of context around its core therefore
+computes its core exactly as the whole image would, and only cores are stitched. Latent levels run at 2^k times
+the LR grid (k = log2(scale) - 1 down to -1, the coarsest level being LR / 2), so tile origins are kept at even
+LR pixels: ``tile`` and ``overlap`` must be even, and every latent crop is then whole cells.
+
+Memory. The network only ever sees one tile's input, at most ``(tile + 2 * overlap)`` LR pixels a side; the
+condition of one tile is computed once and shared by all samples. Full-size latents and outputs stay on the CPU.
+"""
+import math
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ['Tile', 'tile_boxes', 'draw_latents', 'decode_tiled', 'receptive_radius', 'needed_overlap',
+           'measure_receptive_radius']
+
+
+@dataclass
+class Tile:
+    """One tile in LR pixels: ``core`` is stitched into the output, ``context`` is what the network sees.
+    Both are (y0, y1, x0, x1), end exclusive."""
+    core: tuple
+    context: tuple
+
+
+def _check_even(name, value, minimum):
+    if value < minimum or value % 2:
+        raise ValueError(f'{name} must be an even number of LR pixels >= {minimum}, got {value}')
+
+
+def tile_boxes(lq_h, lq_w, tile, overlap):
+    """Splits an LR image of lq_h x lq_w into cores of ``tile`` x ``tile`` (smaller at the bottom/right), each
+    with up to ``overlap`` pixels of context on every side (clipped at the image border).
+
+    Args:
+        lq_h, lq_w (int): LR size.
+        tile (int): Core size in LR pixels (even).
+        overlap (int): Context on each side in LR pixels (even).
+
+    Returns:
+        list[Tile]: row-major.
+    """
+    _check_even('tile', tile, 2)
+    _check_even('tile_overlap', overlap, 0)
+
+    def span(start, end, size):
+        lo, hi = max(0, start - overlap), min(size, end + overlap)
+        if hi - lo < 2:  # the network needs 2 pixels; step back by 2 to keep the origin even
+            lo = max(0, hi - 2)
+        return lo, hi
+
+    tiles = []
+    for y0 in range(0, lq_h, tile):
+        y1 = min(y0 + tile, lq_h)
+        for x0 in range(0, lq_w, tile):
+            x1 = min(x0 + tile, lq_w)
+            tiles.append(Tile((y0, y1, x0, x1), span(y0, y1, lq_h) + span(x0, x1, lq_w)))
+    return tiles
+
+
+def draw_latents(net, lq_h, lq_w, temperature, generator=None, batch=1, device='cpu', dtype=torch.float32):
+    """Latents ~ N(0, temperature^2) for an LR image of lq_h x lq_w, drawn exactly as ``net.decode`` draws them
+    (same shapes, order and generator calls), so ``net.decode(cond=c, latents=draw_latents(..., g))`` equals
+    ``net.decode(cond=c, temperature=t, generator=g')`` for equally seeded generators g, g'.
+
+    Returns:
+        list[Tensor]: [split latents..., top latent], each [batch, C, H, W] on ``device``.
+    """
+    if temperature < 0:
+        raise ValueError(f'temperature must be >= 0, got {temperature}')
+    gen_device = generator.device if generator is not None else device
+    return [(torch.randn((batch, ) + tuple(shape), generator=generator, device=gen_device, dtype=dtype) *
+             temperature).to(device) for shape in net.latent_shapes(lq_h, lq_w)]
+
+
+def _latent_crop(latent, box, padded_size, padded_box_size):
+    """The cells of ``latent`` (of the whole padded LR image) under the LR box (y0, x0) + padded_box_size."""
+    (y0, x0), (ph, pw) = box, padded_box_size
+    lh, lw = latent.shape[-2:]
+    ys = [v * lh for v in (y0, y0 + ph)]
+    xs = [v * lw for v in (x0, x0 + pw)]
+    if any(v % padded_size[0] for v in ys) or any(v % padded_size[1] for v in xs):
+        raise ValueError(f'tile at LR ({y0}, {x0}) of padded size {padded_box_size} does not fall on whole cells of '
+                         f'a latent of shape {tuple(latent.shape)} (LR padded to {padded_size}); tiles must start '
+                         'at even LR pixels')
+    ys = [v // padded_size[0] for v in ys]
+    xs = [v // padded_size[1] for v in xs]
+    return latent[..., ys[0]:ys[1], xs[0]:xs[1]]
+
+
+@torch.no_grad()
+def decode_tiled(net, lq, latents_list, tile, overlap, progress=None):
+    """Decodes the latents of the whole image tile by tile and stitches the tiles' cores.
+
+    Args:
+        net (SRFlowNet): The network (its device is used for every tile).
+        lq (Tensor): LR images [B, C, h, w] (any device; tiles are moved to the network's device).
+        latents_list (list[list[Tensor]]): One latent list per wanted output, each for the whole image (as
+            ``draw_latents`` or ``net.encode`` gives them).
+        tile (int): Core size in LR pixels (even).
+        overlap (int): Context on each side in LR pixels (even); exact results need ``overlap >=
+            receptive_radius(net)`` (smaller values trade seams for speed).
+        progress (callable): Called with no argument after each tile.
+
+    Returns:
+        list[Tensor]: One HR image [B, C, scale*h, scale*w] per latent list, on the CPU (not clamped).
+    """
+    device = next(net.parameters()).device
+    lq_h, lq_w = lq.shape[-2:]
+    scale = net.scale
+    padded = net.padded_lq_size(lq_h, lq_w)
+    shapes = net.latent_shapes(lq_h, lq_w)
+    for latents in latents_list:
+        got = [tuple(t.shape[1:]) for t in latents]
+        if got != [tuple(s) for s in shapes]:
+            raise ValueError(f'latents of shapes {got} do not fit the LR image of size {lq_h}x{lq_w}: expected '
+                             f'{shapes}')
+    outputs = [torch.zeros(latents[0].shape[0], lq.shape[1], lq_h * scale, lq_w * scale) for latents in latents_list]
+    for t in tile_boxes(lq_h, lq_w, tile, overlap):
+        (cy0, cy1, cx0, cx1), (iy0, iy1, ix0, ix1) = t.core, t.context
+        cond = net.condition(lq[..., iy0:iy1, ix0:ix1].to(device))
+        box_padded = net.padded_lq_size(iy1 - iy0, ix1 - ix0)
+        for out, latents in zip(outputs, latents_list):
+            crops = [_latent_crop(z, (iy0, ix0), padded, box_padded).to(device) for z in latents]
+            sr = net.decode(cond=cond, latents=crops)
+            out[..., cy0 * scale:cy1 * scale, cx0 * scale:cx1 * scale] = sr[..., (cy0 - iy0) * scale:(cy1 - iy0) *
+                                                                            scale, (cx0 - ix0) * scale:(cx1 - ix0) *
+                                                                            scale].cpu()
+        if progress is not None:
+            progress()
+    return outputs
+
+
+def receptive_radius(net):
+    """Upper bound, in LR pixels, of how far an output pixel's inputs (LR pixels and latent cells) can lie from
+    the LR pixel it belongs to, counted from the architecture.
+
+    Encoder: conv_first and conv_body (1 each) and, per RRDB, 3 dense blocks whose longest path is 5 3x3 convs
+    (15); + 1 for resampling the features to each level's grid. Flow (decoding from the coarsest level, whose
+    pixels are p = 2^l / scale LR pixels): every conditional step adds 2p (3x3, 1x1, 3x3 sub-network on z1 and on
+    the features), a split 1p, the un-squeeze p/2. Plain steps (ActNorm, 1x1 conv) add nothing.
+    """
+    encoder = net.encoder
+    cond_radius = 1 + 15 * len(encoder.body) + 1 + 1
+    radius = 0.0
+    for index in reversed(range(len(net.levels))):
+        level = net.levels[index]
+        p = 2**(index + 1) / net.scale
+        if level.split is not None:
+            radius += p
+        for step in level.steps:
+            if step.conditional:
+                radius = max(radius, cond_radius) + 2 * p
+        radius += p / 2
+    return int(math.ceil(radius))
+
+
+def needed_overlap(net):
+    """The smallest even overlap covering ``receptive_radius(net)``: tiled decoding is then exact."""
+    radius = receptive_radius(net)
+    return radius + radius % 2
+
+
+def measure_receptive_radius(net, lq_h, lq_w, generator=None):
+    """Measures the radius by back-propagating one output pixel (in the middle of an LR image of lq_h x lq_w)
+    to the LR image and the latents; returns the largest distance, in LR pixels, of any input with a non-zero
+    gradient. Layers still at their zero initialisation hide dependencies (the bound is then not reached).
+
+    Returns:
+        int: The measured radius (only meaningful when it is well below lq_h / 2 and lq_w / 2).
+    """
+    device = next(net.parameters()).device
+    lq = torch.rand(1, net.in_channels, lq_h, lq_w, generator=generator).to(device).requires_grad_(True)
+    latents = [z.requires_grad_(True) for z in draw_latents(net, lq_h, lq_w, 0.8, generator, device=device)]
+    with torch.enable_grad():
+        sr = net.decode(lq, latents=latents)
+        cy, cx = (lq_h // 2) * net.scale + net.scale // 2, (lq_w // 2) * net.scale + net.scale // 2
+        sr[0, :, cy, cx].sum().backward()
+    ly, lx = lq_h // 2, lq_w // 2
+    padded = net.padded_lq_size(lq_h, lq_w)
+
+    def reach(grad, cell_h, cell_w):
+        ys, xs = torch.nonzero(grad.abs().sum((0, 1)) > 0, as_tuple=True)
+        if ys.numel() == 0:
+            return 0
+        # LR pixels covered by each cell: [floor(i * c), ceil((i + 1) * c) - 1]
+        dy = torch.maximum((ly - torch.floor(ys * cell_h)).abs(), (torch.ceil((ys + 1) * cell_h) - 1 - ly).abs())
+        dx = torch.maximum((lx - torch.floor(xs * cell_w)).abs(), (torch.ceil((xs + 1) * cell_w) - 1 - lx).abs())
+        return int(torch.maximum(dy, dx).max())
+
+    radius = reach(lq.grad, 1.0, 1.0)
+    for z in latents:
+        radius = max(radius, reach(z.grad, padded[0] / z.shape[-2], padded[1] / z.shape[-1]))
+    return radius
