@@ -1,0 +1,231 @@
+"""Built-in demo: train a small SRFlow x4 on photographs shipped with scikit-image, on the CPU, in minutes.
+
+    python scripts/demo.py            # ~1000 iterations, a few minutes on 2 CPU cores
+    python scripts/demo.py --quick    # a smoke run of 20 iterations (under a minute)
+
+Nothing is downloaded. The demo
+ 1. writes a few scikit-image photographs as HR images, cuts them into sub-images and makes MATLAB-bicubic
+    LR x4 images and LMDBs with scripts/prepare_data.py (the validation photo, the cat, is never trained on);
+ 2. writes an option file and trains through BasicSR's real training pipeline (python -m srflow_plugin.train);
+ 3. measures NLL, PSNR and LR-PSNR (tau = 0) on the validation image for the untrained network (ActNorm
+    initialised on a training batch) and for the trained one, and prints both;
+ 4. saves demo_grid.png: LR (nearest), bicubic, tau = 0, three samples at tau = 0.8, GT.
+Outputs go to demo_output/ (experiments/, results of the run, summary.json, demo_grid.png).
+"""
+import argparse
+import contextlib
+import json
+import os
+import subprocess
+import sys
+from os import path as osp
+
+import cv2
+import numpy as np
+import yaml
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, REPO)  # this checkout's package, not an installed copy
+sys.path.insert(0, osp.join(REPO, 'scripts'))
+import srflow_plugin  # noqa: E402,F401  (before basicsr: installs the torchvision shim)
+import srflow_plugin.losses  # noqa: E402,F401
+import srflow_plugin.metrics  # noqa: E402,F401
+import torch  # noqa: E402
+from basicsr.archs import build_network  # noqa: E402
+from basicsr.data import build_dataset  # noqa: E402
+from basicsr.metrics import calculate_psnr  # noqa: E402
+from basicsr.utils import img2tensor, tensor2img  # noqa: E402
+from prepare_data import prepare  # noqa: E402
+from srflow_plugin.losses import FlowNLLLoss  # noqa: E402
+from srflow_plugin.metrics import calculate_lr_psnr  # noqa: E402
+
+SCALE = 4
+TRAIN_PHOTOS = ['astronaut', 'coffee', 'rocket', 'motorcycle_left', 'ihc', 'hubble_deep_field']
+VAL_PHOTO = 'chelsea'
+NETWORK = dict(type='SRFlowNet', scale=SCALE, num_feat=16, num_block=2, num_grow_ch=8, tap_blocks=[0, 1],
+               flow_steps=4, plain_steps=1, hidden_channels=32)
+QUANTIZATION = 256  # 8-bit images: dequantisation noise, so the NLL is that of the discrete image
+
+
+def photo(name):
+    """An RGB photograph of skimage.data as uint8 BGR (these files ship inside the package)."""
+    from skimage import data
+    img = getattr(data, name)()
+    if img.ndim == 2:
+        img = np.stack([img] * 3, -1)
+    return cv2.cvtColor(np.ascontiguousarray(img[..., :3]), cv2.COLOR_RGB2BGR)
+
+
+def make_data(root, quick):
+    """Training LMDBs of sub-images and a validation folder pair; returns the paths."""
+    hr_train, hr_val = osp.join(root, 'hr_train'), osp.join(root, 'hr_val')
+    os.makedirs(hr_train, exist_ok=True)
+    os.makedirs(hr_val, exist_ok=True)
+    for name in TRAIN_PHOTOS[:2] if quick else TRAIN_PHOTOS:
+        cv2.imwrite(osp.join(hr_train, f'{name}.png'), photo(name))
+    cat = photo(VAL_PHOTO)  # 300 x 451: a 128 x 128 crop around the face
+    cv2.imwrite(osp.join(hr_val, f'{VAL_PHOTO}.png'), cat[40:168, 140:268])
+    train = prepare(hr_train, root, scales=(SCALE, ), crop_size=96, step=48 if quick else 32, thresh_size=0,
+                    name='demo_train', overwrite=True)
+    val = prepare(hr_val, root, scales=(SCALE, ), crop_size=0, name='demo_val', lmdb=False, overwrite=True)
+    return train, val
+
+
+def write_options(out_dir, data, iters, quick):
+    train, val = data
+    opt = {
+        'name': 'SRFlow_demo_x4',
+        'model_type': 'SRFlowModel',
+        'scale': SCALE,
+        'num_gpu': 0,
+        'manual_seed': 0,
+        'datasets': {
+            'train': dict(name='skimage_photos', type='PairedImageDataset', dataroot_gt=train['gt_lmdb'],
+                          dataroot_lq=train['lr_lmdb'][SCALE], io_backend={'type': 'lmdb'}, gt_size=48,
+                          use_hflip=True, use_rot=False, num_worker_per_gpu=0, batch_size_per_gpu=8,
+                          dataset_enlarge_ratio=1),
+            'val': dict(name='cat', type='PairedImageDataset', dataroot_gt=val['gt'], dataroot_lq=val['lr'][SCALE],
+                        io_backend={'type': 'disk'}),
+        },
+        'network_g': dict(NETWORK),
+        'path': {'pretrain_network_g': None, 'strict_load_g': True, 'resume_state': None},
+        'train': {
+            'nll_opt': {'type': 'FlowNLLLoss', 'quantization': QUANTIZATION},
+            'train_rrdb_delay': 0,  # no pretrained encoder here: train it from the start
+            'grad_clip_norm': 10.0,
+            'optim_g': {'type': 'Adam', 'lr': 1e-3, 'betas': [0.9, 0.999]},
+            'scheduler': {'type': 'MultiStepLR', 'milestones': [int(iters * 0.7), int(iters * 0.9)], 'gamma': 0.5},
+            'total_iter': iters,
+        },
+        'val': {
+            'val_freq': iters if quick else max(iters // 2, 1),
+            'save_img': True,
+            'heats': [0.0, 0.8],
+            'n_sample': 3,
+            'metrics': {'psnr': {'type': 'calculate_psnr', 'crop_border': SCALE},
+                        'lr_psnr': {'type': 'calculate_lr_psnr', 'crop_border': 0}},
+        },
+        'logger': {'print_freq': max(iters // 10, 1), 'save_checkpoint_freq': iters, 'use_tb_logger': False},
+    }
+    yml = osp.join(out_dir, 'demo_x4.yml')
+    with open(yml, 'w') as f:
+        yaml.safe_dump(opt, f, sort_keys=False)
+    return yml, opt
+
+
+def read_pair(val):
+    name = f'{VAL_PHOTO}.png'
+    gt = cv2.imread(osp.join(val['gt'], name))
+    lq = cv2.imread(osp.join(val['lr'][SCALE], name))
+    return lq, gt
+
+
+def to_tensor(img):
+    return img2tensor(img.astype(np.float32) / 255., bgr2rgb=True, float32=True).unsqueeze(0)
+
+
+@torch.no_grad()
+def evaluate(net, lq, gt):
+    """NLL (bits/dim, with the 8-bit dequantisation constant), PSNR and LR-PSNR of the tau = 0 output."""
+    net.eval()
+    lq_t, gt_t = to_tensor(lq), to_tensor(gt)
+    cond = net.condition(lq_t)
+    nll = FlowNLLLoss(quantization=QUANTIZATION)(net.encode(gt_t, cond=cond)[1]).item()
+    sr = tensor2img([net.decode(cond=cond, temperature=0.0)])
+    return {
+        'nll': nll,
+        'psnr': float(calculate_psnr(sr, gt, crop_border=SCALE)),
+        'lr_psnr': float(calculate_lr_psnr(sr, gt, lq=lq, crop_border=0)),
+    }
+
+
+def untrained_network(opt):
+    """The network as training starts: seeded like the run, ActNorm initialised on one training batch."""
+    torch.manual_seed(opt['manual_seed'])
+    net = build_network(dict(opt['network_g']))
+    dataset_opt = dict(opt['datasets']['train'], phase='train', scale=SCALE)
+    dataset = build_dataset(dataset_opt)
+    items = [dataset[i] for i in range(min(len(dataset), dataset_opt['batch_size_per_gpu']))]
+    lq = torch.stack([item['lq'] for item in items])
+    gt = torch.stack([item['gt'] for item in items])
+    net.train()
+    with torch.no_grad():
+        net.encode(FlowNLLLoss(quantization=QUANTIZATION).dequantize(gt), lq)
+    return net
+
+
+def trained_network(opt, checkpoint):
+    net = build_network(dict(opt['network_g']))
+    net.load_state_dict(torch.load(checkpoint, map_location='cpu')['params'])
+    return net
+
+
+@torch.no_grad()
+def picture_grid(net, lq, gt, path, seed=0):
+    """LR (nearest), bicubic, tau = 0, three samples at tau = 0.8 and GT side by side, labelled."""
+    net.eval()
+    h, w = gt.shape[:2]
+    cond = net.condition(to_tensor(lq))
+    generator = torch.Generator().manual_seed(seed)
+    tiles = [('LR (nearest)', cv2.resize(lq, (w, h), interpolation=cv2.INTER_NEAREST)),
+             ('bicubic', cv2.resize(lq, (w, h), interpolation=cv2.INTER_CUBIC)),
+             ('tau=0', tensor2img([net.decode(cond=cond, temperature=0.0)]))]
+    for i in range(3):
+        tiles.append((f'tau=0.8 #{i + 1}', tensor2img([net.decode(cond=cond, temperature=0.8, generator=generator)])))
+    tiles.append(('GT', gt))
+    gap, label_h = 4, 22
+    canvas = np.full((h + label_h, len(tiles) * (w + gap) - gap, 3), 255, np.uint8)
+    for i, (label, tile) in enumerate(tiles):
+        x = i * (w + gap)
+        canvas[label_h:, x:x + w] = tile
+        cv2.putText(canvas, label, (x + 2, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.imwrite(path, canvas)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--output', default='demo_output', help='Output folder. Default: demo_output')
+    parser.add_argument('--iters', type=int, default=None, help='Training iterations. Default: 1000 (20 with --quick)')
+    parser.add_argument('--quick', action='store_true', help='Smoke run: 2 photos, 20 iterations.')
+    parser.add_argument('--verbose', action='store_true', help='Show the training log while it runs.')
+    args = parser.parse_args(argv)
+    iters = args.iters or (20 if args.quick else 1000)
+    out_dir = osp.abspath(args.output)
+    os.makedirs(out_dir, exist_ok=True)
+
+    print(f'[1/4] Preparing data from scikit-image photographs in {out_dir}/data ...', flush=True)
+    with open(osp.join(out_dir, 'prepare_data.log'), 'w') as log, contextlib.redirect_stdout(log), \
+            contextlib.redirect_stderr(log):
+        data = make_data(osp.join(out_dir, 'data'), args.quick)
+    yml, opt = write_options(out_dir, data, iters, args.quick)
+    lq, gt = read_pair(data[1])
+    start = evaluate(untrained_network(opt), lq, gt)
+
+    print(f'[2/4] Training {iters} iterations on the CPU (python -m srflow_plugin.train -opt {yml}) ...', flush=True)
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''))
+    log_path = osp.join(out_dir, 'train_output.log')
+    with open(log_path, 'w') as log:
+        subprocess.run([sys.executable, '-m', 'srflow_plugin.train', '-opt', yml], cwd=out_dir, env=env, check=True,
+                       stdout=None if args.verbose else log, stderr=subprocess.STDOUT if not args.verbose else None)
+    exp_dir = osp.join(out_dir, 'experiments', opt['name'])
+    checkpoint = osp.join(exp_dir, 'models', 'net_g_latest.pth')
+
+    print('[3/4] Evaluating on the validation photo (never trained on) ...', flush=True)
+    net = trained_network(opt, checkpoint)
+    end = evaluate(net, lq, gt)
+    print(f"{'':>8s} {'NLL (bits/dim)':>15s} {'PSNR tau=0':>11s} {'LR-PSNR tau=0':>14s}")
+    for label, values in (('start', start), ('end', end)):
+        print(f"{label:>8s} {values['nll']:15.3f} {values['psnr']:11.2f} {values['lr_psnr']:14.2f}")
+
+    grid = osp.join(out_dir, 'demo_grid.png')
+    picture_grid(net, lq, gt, grid)
+    summary = {'iterations': iters, 'start': start, 'end': end, 'grid': grid, 'checkpoint': checkpoint,
+               'experiment': exp_dir, 'options': yml}
+    with open(osp.join(out_dir, 'summary.json'), 'w') as f:
+        json.dump(summary, f, indent=2)
+    print(f'[4/4] Picture grid: {grid}\n      Training log and validation images: {exp_dir}', flush=True)
+    return summary
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,48 @@
+"""The built-in demo (scripts/demo.py) in its quick mode: data, training, numbers and the picture grid."""
+import json
+import os
+import subprocess
+import sys
+from os import path as osp
+
+import cv2
+import pytest
+
+from helpers_train import REPO, subprocess_env
+
+
+@pytest.fixture(scope='module')
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp('demo') / 'demo_output'
+    result = subprocess.run([sys.executable, osp.join(REPO, 'scripts', 'demo.py'), '--quick', '--output', str(out)],
+                            env=subprocess_env(), capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    with open(out / 'summary.json') as f:
+        return out, json.load(f), result.stdout
+
+
+def test_demo_trains_through_the_pipeline_for_the_requested_iterations(demo):
+    out, summary, _ = demo
+    models = osp.join(summary['experiment'], 'models')
+    assert summary['iterations'] == 20
+    assert sorted(os.listdir(models)) == ['net_g_20.pth', 'net_g_latest.pth']
+    assert osp.isdir(osp.join(out, 'data', 'demo_train_sub.lmdb'))  # built from skimage photographs
+
+
+def test_demo_reports_start_and_end_numbers_and_the_nll_drops(demo):
+    _, summary, stdout = demo
+    start, end = summary['start'], summary['end']
+    assert set(start) == set(end) == {'nll', 'psnr', 'lr_psnr'}
+    assert 0 < end['nll'] < start['nll']  # bits/dim of the 8-bit image: it learned
+    assert 5 < start['psnr'] < 50 and 5 < end['psnr'] < 50 and 5 < end['lr_psnr'] < 80
+    assert 'start' in stdout and 'end' in stdout and 'NLL (bits/dim)' in stdout
+
+
+def test_demo_writes_a_grid_of_seven_tiles(demo):
+    out, summary, _ = demo
+    grid = cv2.imread(summary['grid'])
+    gt = cv2.imread(osp.join(out, 'data', 'demo_val_mod4', 'chelsea.png'))
+    h, w = gt.shape[:2]
+    assert summary['grid'] == str(out / 'demo_grid.png')
+    assert grid.shape[1] == 7 * w + 6 * 4 and grid.shape[0] == h + 22  # LR, bicubic, tau=0, 3 samples, GT
+    assert (grid[22:, -w:] == gt).all()  # the last tile is the ground truth
