@@ -144,24 +144,32 @@ def receptive_radius(net):
     (15); + 1 for resampling the features to each level's grid. Flow (decoding from the coarsest level, whose
     pixels are p = 2^l / scale LR pixels): every conditional step adds 2p (3x3, 1x1, 3x3 sub-network on z1 and on
     the features), a split 1p, the un-squeeze p/2. Plain steps (ActNorm, 1x1 conv) add nothing.
+
+    Args:
+        net (SRFlowNet | dict): The network, or its constructor arguments (``scale``, ``num_block``,
+            ``flow_steps``; SRFlowNet's defaults otherwise), e.g. ``RELEASED_CONFIGS['SRFlow_DF2K_4X']``.
     """
-    encoder = net.encoder
-    cond_radius = 1 + 15 * len(encoder.body) + 1 + 1
+    if isinstance(net, dict):
+        scale, num_block, flow_steps = net.get('scale', 4), net.get('num_block', 23), net.get('flow_steps', 16)
+    else:
+        scale, num_block = net.scale, len(net.encoder.body)
+        flow_steps = sum(step.conditional for step in net.levels[0].steps)
+    num_levels = int(math.log2(scale)) + 1
+    cond_radius = 1 + 15 * num_block + 1 + 1
     radius = 0.0
-    for index in reversed(range(len(net.levels))):
-        level = net.levels[index]
-        p = 2**(index + 1) / net.scale
-        if level.split is not None:
+    for level in reversed(range(1, num_levels + 1)):
+        p = 2**level / scale
+        if level < num_levels - 1:  # split
             radius += p
-        for step in level.steps:
-            if step.conditional:
-                radius = max(radius, cond_radius) + 2 * p
+        for _ in range(flow_steps):
+            radius = max(radius, cond_radius) + 2 * p
         radius += p / 2
     return int(math.ceil(radius))
 
 
 def needed_overlap(net):
-    """The smallest even overlap covering ``receptive_radius(net)``: tiled decoding is then exact."""
+    """The smallest even overlap covering ``receptive_radius(net)`` (a network or its config dict): tiled
+    decoding is then exact."""
     radius = receptive_radius(net)
     return radius + radius % 2
 
