@@ -48,6 +48,13 @@ setup(
         'scikit-image',
     ],
     extras_require={'test': ['pytest']},
-    entry_points={'console_scripts': []},
+    entry_points={
+        'console_scripts': [
+            'srflow-train = srflow_plugin.train:main',
+            'srflow-test = srflow_plugin.test:main',
+            'srflow-sample = srflow_plugin.tools.sample:main',
+            'srflow-latent = srflow_plugin.tools.latent:main',
+        ]
+    },
     zip_safe=False,
 )

@@ -7,9 +7,6 @@ import os
 from os import path as osp
 
 import srflow_plugin  # noqa: F401  (registers the SRFlow classes in BasicSR's registries)
-import srflow_plugin.losses  # noqa: F401
-import srflow_plugin.metrics  # noqa: F401
-import srflow_plugin.models  # noqa: F401
 from basicsr.test import test_pipeline
 
 
