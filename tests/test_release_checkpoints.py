@@ -29,6 +29,12 @@ def net_for(config):
                      hidden_channels=config['coupling_hidden_channels'], trunk_skip='trunk').eval()
 
 
+def converted_release_net(data):
+    net = net_for(data['config'])
+    net.load_state_dict(convert_release_state_dict(data['state_dict'], net), strict=True)
+    return net
+
+
 def release_names(state_dict):
     """BasicSR RRDB keys -> the release's names (the inverse of the plugin's renaming, written out here)."""
     out = {}
@@ -46,8 +52,7 @@ def release_names(state_dict):
 @pytest.mark.parametrize('scale', [4, 8])
 def test_converted_release_network_reproduces_release_encode(scale):
     data = fixture(scale)
-    net = net_for(data['config'])
-    net.load_state_dict(convert_release_state_dict(data['state_dict'], net), strict=True)
+    net = converted_release_net(data)
     with torch.no_grad():
         latents, nll = net.encode(data['gt'], data['lq'])
     # the release reports bits per pixel (3 channels), the plugin bits per dimension
@@ -60,8 +65,7 @@ def test_converted_release_network_reproduces_release_encode(scale):
 @pytest.mark.parametrize('scale', [4, 8])
 def test_converted_release_network_reproduces_release_decode_and_reconstruction(scale):
     data = fixture(scale)
-    net = net_for(data['config'])
-    net.load_state_dict(convert_release_state_dict(data['state_dict'], net), strict=True)
+    net = converted_release_net(data)
     with torch.no_grad():
         sr = net.decode(data['lq'], latents=data['decode']['eps'])
         rec = net.decode(data['lq'], latents=net.encode(data['gt'], data['lq'])[0])
