@@ -220,3 +220,9 @@ def test_script_runs_from_a_checkout(ckpt, lr_folder, tmp_path):
                              '1', '--temperatures', '0.5'], capture_output=True, text=True, env=env, cwd=str(tmp_path))
     assert result.returncode == 0, result.stderr
     assert os.listdir(tmp_path / 'o') == ['a_t0.5_s0.png']
+
+
+def test_gt_without_grid_is_an_error_naming_the_options(ckpt, lr_folder, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        sample_tool.main(['-i', lr_folder, '-c', ckpt, '-o', str(tmp_path / 'o'), '--gt', lr_folder])
+    assert '--gt is only used by the picture grids: add --grid' in capsys.readouterr().err

@@ -100,8 +100,7 @@ def load_srflow(path, opt=None, device='cpu'):
     mismatched = [f'{k}: checkpoint {tuple(v.shape)} vs network {tuple(own[k].shape)}' for k, v in state_dict.items()
                   if k in own and tuple(v.shape) != tuple(own[k].shape)]
     if missing or unexpected or mismatched:
-        shown = {k: v for k, v in config.items()}
-        raise ValueError(f'Checkpoint {path} does not fit the network {shown}:\n  missing keys ({len(missing)}): '
+        raise ValueError(f'Checkpoint {path} does not fit the network {config}:\n  missing keys ({len(missing)}): '
                          f'{missing[:8]}\n  unexpected keys ({len(unexpected)}): {unexpected[:8]}\n  '
                          f'shape mismatches ({len(mismatched)}): {mismatched[:8]}')
     net.load_state_dict(state_dict, strict=True)

@@ -179,6 +179,8 @@ def parse_args(argv=None):
         parser.error(f'--num_samples must be >= 1, got {args.num_samples}')
     if any(t < 0 for t in args.temperatures):
         parser.error(f'--temperatures must be >= 0, got {args.temperatures}')
+    if args.gt and not args.grid:
+        parser.error('--gt is only used by the picture grids: add --grid')
     if args.tile is not None:
         try:
             tile_boxes(2, 2, args.tile, args.tile_overlap)
