@@ -17,13 +17,7 @@ from test_sample import write_image, write_tiny_checkpoint
 HR_H, HR_W = 48, 40
 
 
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    """2 shared cores: one thread per test process is faster than two fighting ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('single_thread')
 
 
 @pytest.fixture(scope='module')

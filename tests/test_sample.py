@@ -54,13 +54,7 @@ def write_image(path, h, w, seed=0):
     return img
 
 
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    """2 shared cores: one thread per test process is faster than two fighting ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('single_thread')
 
 
 @pytest.fixture(scope='module')

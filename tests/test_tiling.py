@@ -14,13 +14,7 @@ LQ_H, LQ_W = 96, 91  # odd width: the last column of tiles is reflect-padded lik
 TILE = 32
 
 
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    """2 shared cores: one thread per test process is faster than two fighting ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('single_thread')
 
 
 @pytest.fixture(scope='module')
