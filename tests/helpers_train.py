@@ -224,3 +224,28 @@ def write_test_yml(tmp_path, checkpoint, name='tiny_test'):
     with open(yml, 'w') as f:
         yaml.safe_dump(opt, f, sort_keys=False)
     return yml
+
+
+def ddp_train_worker(rank, world_size, port, out_dir, batches, train):
+    """One process of a two-process gloo run: a few real training steps of SRFlowModel under DDP."""
+    import torch
+    import torch.distributed as dist
+
+    os.environ['MASTER_ADDR'] = '127.0.0.1'
+    os.environ['MASTER_PORT'] = str(port)
+    torch.set_num_threads(1)
+    dist.init_process_group('gloo', rank=rank, world_size=world_size)
+    try:
+        import srflow_plugin  # noqa: F401
+        from srflow_plugin.models.srflow_model import SRFlowModel
+        model = SRFlowModel(make_opt(osp.join(out_dir, f'rank{rank}'), dist=True, rank=rank, world_size=world_size,
+                                     train=train))
+        state = model.get_bare_model(model.net_g).state_dict()
+        torch.save({k: v.clone() for k, v in state.items()}, osp.join(out_dir, f'before{rank}.pt'))
+        for it, data in enumerate(batches[rank], start=1):
+            model.feed_data(data)
+            model.optimize_parameters(it)
+        state = model.get_bare_model(model.net_g).state_dict()
+        torch.save({k: v.clone() for k, v in state.items()}, osp.join(out_dir, f'after{rank}.pt'))
+    finally:
+        dist.destroy_process_group()

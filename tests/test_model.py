@@ -12,7 +12,7 @@ import torch.multiprocessing as mp
 import srflow_plugin  # noqa: F401
 import srflow_plugin.losses  # noqa: F401
 import srflow_plugin.metrics  # noqa: F401
-from helpers_train import TINY_NET, FakeTBLogger, ddp_actnorm_worker, make_opt, val_loader
+from helpers_train import TINY_NET, FakeTBLogger, ddp_actnorm_worker, ddp_train_worker, make_opt, val_loader
 from srflow_plugin.archs.flow_layers import ActNorm
 from srflow_plugin.archs.rrdb_arch import SRFlowRRDBNet
 from srflow_plugin.archs.srflow_arch import SRFlowNet
@@ -119,6 +119,22 @@ def test_actnorm_init_is_identical_across_two_gloo_processes_with_different_data
     for name, layer in actnorms(reference).items():
         torch.testing.assert_close(after0[f'{name}.bias'], layer.bias, atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(after0[f'{name}.logs'], layer.logs, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize('train', [{'train_rrdb_delay': 0},
+                                   {'train_rrdb_delay': 0, 'pixel_opt': {'type': 'L1Loss', 'loss_weight': 0.1}}],
+                         ids=['nll', 'nll+l1'])
+def test_ddp_training_with_the_encoder_trained_keeps_both_gloo_ranks_identical(tmp_path, train):
+    # the encoder's SR head never gets gradients from the flow: DDP must not wait for them
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    batches = [[batch(seed=20 + 10 * rank + it) for it in range(3)] for rank in range(2)]
+    mp.spawn(ddp_train_worker, args=(2, port, str(tmp_path), batches, train), nprocs=2, join=True)
+    after0, after1 = (torch.load(osp.join(tmp_path, f'after{r}.pt')) for r in (0, 1))
+    assert same(after0, after1)
+    before = torch.load(osp.join(tmp_path, 'before0.pt'))
+    assert not torch.equal(after0['encoder.conv_first.weight'], before['encoder.conv_first.weight'])
 
 
 def test_non_finite_loss_skips_the_step_and_leaves_weights_and_optimizer_untouched(tmp_path):

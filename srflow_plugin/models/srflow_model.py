@@ -55,9 +55,9 @@ class SRFlowModel(BaseModel):
         self.skipped_steps = 0
         self.log_dict = OrderedDict()
 
-        delay = float(get_option(opt, 'train', 'train_rrdb_delay') or 0) if self.is_train else 0
-        if opt['dist'] and self.is_train and delay > 0:
-            # the frozen encoder gets no gradients for a while; DDP must not wait for them
+        if opt['dist'] and self.is_train:
+            # DDP must not wait for gradients that never come: the encoder's SR head (its last conv_up, conv_hr,
+            # conv_last) is never used by the flow, and the whole encoder is frozen during train_rrdb_delay
             opt.setdefault('find_unused_parameters', True)
 
         self.net_g = build_network(opt['network_g'])
