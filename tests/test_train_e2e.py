@@ -108,6 +108,24 @@ def test_basicsr_own_train_entry_point_finds_the_plugin(tmp_path):
             os.rmdir(osp.dirname(exp))
 
 
+def test_basicsr_own_test_entry_point_finds_the_plugin(trained):
+    # like basicsr.train, BasicSR's test.py writes results/ next to the basicsr package
+    import basicsr
+    root, _ = trained
+    name = f'srflow_hook_test_{uuid.uuid4().hex[:8]}'
+    results = osp.join(osp.dirname(osp.dirname(osp.abspath(basicsr.__file__))), 'results', name)
+    yml = write_test_yml(root, osp.join(root, 'experiments', 'tiny', 'models', 'net_g_latest.pth'), name=name)
+    try:
+        run(['-m', 'basicsr.test', '-opt', yml], cwd=root)
+        assert len(names(osp.join(results, 'visualization', 'tinyset'))) == 2 * 3
+        with open(osp.join(results, 'metrics_tinyset.csv')) as f:
+            assert [r['image'] for r in csv.DictReader(f)][-2:] == ['mean', 'mean']
+    finally:
+        shutil.rmtree(results, ignore_errors=True)
+        if osp.isdir(osp.dirname(results)) and not os.listdir(osp.dirname(results)):
+            os.rmdir(osp.dirname(results))
+
+
 def test_start_up_hook_does_not_import_torch_in_unrelated_processes(tmp_path):
     result = run(['-c', "import sys; import json; print('torch' in sys.modules)"], cwd=tmp_path)
     assert result.stdout.strip() == 'False'
