@@ -34,7 +34,7 @@ import torch  # noqa: E402
 from basicsr.archs import build_network  # noqa: E402
 from basicsr.data import build_dataset  # noqa: E402
 from basicsr.metrics import calculate_psnr  # noqa: E402
-from basicsr.utils import img2tensor, tensor2img  # noqa: E402
+from basicsr.utils import img2tensor, set_random_seed, tensor2img  # noqa: E402
 from prepare_data import prepare  # noqa: E402
 from srflow_plugin.losses import FlowNLLLoss  # noqa: E402
 from srflow_plugin.metrics import calculate_lr_psnr  # noqa: E402
@@ -141,7 +141,7 @@ def evaluate(net, lq, gt):
 
 def untrained_network(opt):
     """The network as training starts: seeded like the run, ActNorm initialised on one training batch."""
-    torch.manual_seed(opt['manual_seed'])
+    set_random_seed(opt['manual_seed'])  # random crops and flips use Python's and numpy's generators too
     net = build_network(dict(opt['network_g']))
     dataset_opt = dict(opt['datasets']['train'], phase='train', scale=SCALE)
     dataset = build_dataset(dataset_opt)
