@@ -22,6 +22,12 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
+def _bytes(obj):
+    if torch.is_tensor(obj):
+        return obj.numel() * obj.element_size()
+    return sum(_bytes(o) for o in obj) if isinstance(obj, (list, tuple)) else 0
+
+
 def _timed(fn, device, repeat):
     _sync(device)
     start = time.perf_counter()
@@ -50,12 +56,17 @@ def main(argv=None):
         cond = net.condition(lq)
         reuse = _timed(lambda: net.decode(cond=cond, temperature=args.temperature), device, args.samples)
         fresh = _timed(lambda: net.decode(lq, temperature=args.temperature), device, args.samples)
+        hr_pixels = (args.lr_size * net.scale)**2
+        stored_bytes = _bytes(cond.level_conds) / hr_pixels
+        lazy_bytes = _bytes(net.condition(lq, precompute=False).level_conds) / hr_pixels
 
     print(f'{args.preset}, LR {args.lr_size}x{args.lr_size} -> SR {args.lr_size * net.scale}x'
           f'{args.lr_size * net.scale}, {args.samples} samples on {device}')
     print(f'  condition (encoder + LR-only flow parts): {condition_time * 1000:9.1f} ms, once per LR image')
     print(f'  decode per sample, LR encoding reused:    {reuse * 1000:9.1f} ms')
     print(f'  decode per sample, LR encoded each time:  {fresh * 1000:9.1f} ms')
+    print(f'  condition memory per HR pixel: {stored_bytes:.0f} bytes precomputed, {lazy_bytes:.0f} bytes with '
+          'precompute=False')
     total_reuse = condition_time + args.samples * reuse
     print(f'  {args.samples} samples: {total_reuse:.2f} s reused vs {args.samples * fresh:.2f} s '
           f'({args.samples * fresh / total_reuse:.2f}x)')

@@ -231,6 +231,19 @@ def test_validation_reports_every_metric_per_heat_and_the_nll(tmp_path):
     assert best['psnr_t1']['iter'] == 7 and best['nll']['better'] == 'lower'
 
 
+def test_validation_without_precomputed_conditions_gives_the_same_metrics(tmp_path):
+    results = []
+    for precompute in (True, False):
+        torch.manual_seed(0)
+        model = SRFlowModel(make_opt(tmp_path / str(precompute), val={'heats': [0.0, 0.8], 'n_sample': 2,
+                                                                       'precompute_condition': precompute}))
+        model.validation(val_loader(2), 1, None, save_img=False)
+        results.append(model.metric_results)
+    assert results[0].keys() == results[1].keys()
+    for key in results[0]:
+        assert results[0][key] == pytest.approx(results[1][key], rel=1e-5, abs=1e-4)
+
+
 def test_validation_saves_one_image_per_heat_and_sample(tmp_path):
     opt = make_opt(tmp_path, val={'heats': [0.0, 0.75], 'n_sample': 3})
     SRFlowModel(opt).validation(val_loader(1), 12, None, save_img=True)

@@ -83,6 +83,23 @@ def test_condition_is_computed_once_for_many_samples(monkeypatch):
     assert (samples[0] - samples[1]).abs().max() > 1e-3
 
 
+def test_condition_without_precomputed_steps_gives_the_same_results():
+    net = tiny_net(4)
+    lq, gt = torch.rand(2, 3, 4, 6), torch.rand(2, 3, 16, 24)
+    latents = [torch.randn(2, *shape) for shape in net.latent_shapes(4, 6)]
+    with torch.no_grad():
+        stored, lazy = net.condition(lq), net.condition(lq, precompute=False)
+        assert torch.isfinite(net.decode(cond=stored, latents=latents)).all()
+        assert all(isinstance(c, list) for c in stored.level_conds)
+        assert all(torch.is_tensor(c) for c in lazy.level_conds)  # the level features only
+        for cond in (lazy, None):  # None: a one-shot call, which prepares each step when it runs
+            assert torch.allclose(net.decode(lq, latents=latents, cond=cond), net.decode(cond=stored, latents=latents),
+                                  atol=1e-5)
+            (eps, nll), (eps_ref, nll_ref) = net.encode(gt, lq, cond=cond), net.encode(gt, cond=stored)
+            assert torch.allclose(nll, nll_ref, atol=1e-6)
+            assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(eps, eps_ref))
+
+
 def test_batch_one_condition_broadcasts_over_a_batch_of_latents():
     net = tiny_net(4)
     lq = torch.rand(1, 3, 4, 4)

@@ -318,7 +318,7 @@ class SRFlowModel(BaseModel):
                                      f'its LR {tuple(self.lq.shape)}')
                 gt_img = tensor2img([gt.detach().cpu()])
             with torch.no_grad():
-                cond = net.condition(self.lq)
+                cond = net.condition(self.lq, precompute=get_option(self.opt, 'val', 'precompute_condition'))
                 image_values = OrderedDict()
                 if gt is not None and calc_nll:
                     image_values['nll'] = float(net.encode(gt, cond=cond)[1].mean())
