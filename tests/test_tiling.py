@@ -38,6 +38,46 @@ def test_tile_cores_cover_the_image_once_and_contexts_add_the_overlap_inside_the
     assert len(tiles) == 4 * 3 and (cover == 1).all()
 
 
+@pytest.mark.parametrize('lq_h, lq_w, tile, last_core, last_context', [
+    (5, 7, 4, (4, 5, 4, 7), (2, 5, 4, 7)),  # 5 = 1 mod 4: a 1-px last row of tiles; 7 = 3 mod 4
+    (9, 9, 2, (8, 9, 8, 9), (6, 9, 6, 9)),
+])
+def test_a_one_pixel_last_core_without_overlap_gets_an_even_context_origin(lq_h, lq_w, tile, last_core,
+                                                                           last_context):
+    # the 1-px core's context steps back to the even origin 2 or 3 px before its end (3 would be odd)
+    tiles = tile_boxes(lq_h, lq_w, tile, 0)
+    cover = np.zeros((lq_h, lq_w), int)
+    for t in tiles:
+        (y0, y1, x0, x1), (iy0, iy1, ix0, ix1) = t.core, t.context
+        cover[y0:y1, x0:x1] += 1
+        assert iy0 % 2 == 0 and ix0 % 2 == 0
+        assert iy0 <= y0 < y1 <= iy1 and ix0 <= x0 < x1 <= ix1
+        assert iy1 - iy0 >= 2 and ix1 - ix0 >= 2
+    assert (cover == 1).all()
+    assert tiles[-1].core == last_core and tiles[-1].context == last_context
+
+
+@pytest.mark.parametrize('lq_h, lq_w, tile', [(5, 7, 4), (9, 9, 2)])
+def test_decoding_sides_of_1_mod_tile_without_overlap_fills_every_pixel_and_with_overlap_is_exact(
+        lq_h, lq_w, tile):
+    net = tiny_net()
+    lq = torch.rand(1, 3, lq_h, lq_w, generator=torch.Generator().manual_seed(0))
+    latents = draw_latents(net, lq_h, lq_w, 0.9, torch.Generator().manual_seed(1))
+    # NaN-filled outputs show any pixel that no tile core wrote
+    zeros = torch.zeros
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch, 'zeros', lambda *size, **kw: zeros(*size, **kw).fill_(float('nan')))
+        calls = []
+        no_overlap = decode_tiled(net, lq, [latents], tile, 0, progress=lambda: calls.append(1))[0]
+    assert no_overlap.shape == (1, 3, 4 * lq_h, 4 * lq_w)
+    assert not no_overlap.isnan().any()
+    assert len(calls) == len(tile_boxes(lq_h, lq_w, tile, 0))
+    with torch.no_grad():
+        whole = net.decode(lq, latents=latents)
+    exact = decode_tiled(net, lq, [latents], tile, needed_overlap(net))[0]
+    assert (exact - whole).abs().max().item() <= 1e-3
+
+
 def test_odd_tile_or_overlap_is_an_error_naming_the_option():
     with pytest.raises(ValueError, match='tile must be an even'):
         tile_boxes(64, 64, 33, 8)

@@ -35,7 +35,9 @@ def _check_even(name, value, minimum):
 
 def tile_boxes(lq_h, lq_w, tile, overlap):
     """Splits an LR image of lq_h x lq_w into cores of ``tile`` x ``tile`` (smaller at the bottom/right), each
-    with up to ``overlap`` pixels of context on every side (clipped at the image border).
+    with up to ``overlap`` pixels of context on every side (clipped at the image border). Context origins are
+    even; a context thinner than 2 pixels (a 1-pixel last core at ``overlap`` 0) is widened backwards to the even
+    origin 2 or 3 pixels before its end.
 
     Args:
         lq_h, lq_w (int): LR size.
@@ -50,8 +52,8 @@ def tile_boxes(lq_h, lq_w, tile, overlap):
 
     def span(start, end, size):
         lo, hi = max(0, start - overlap), min(size, end + overlap)
-        if hi - lo < 2:  # the network needs 2 pixels; step back by 2 to keep the origin even
-            lo = max(0, hi - 2)
+        if hi - lo < 2:  # the network needs 2 pixels: step back to the even origin 2 or 3 pixels before hi
+            lo = max(0, (hi - 2) // 2 * 2)
         return lo, hi
 
     tiles = []
