@@ -134,6 +134,18 @@ class TestInvertibleConvCache:
         assert torch.allclose(F.conv2d(x, other.weight.view(C, C, 1, 1)), y, atol=1e-5)
         assert logdet.item() == pytest.approx(-9 * torch.linalg.slogdet(other.weight)[1].item(), rel=1e-5)
 
+    def test_refreshed_after_an_in_place_update_through_data(self):
+        # BasicSR's EMA writes net_g_ema's weights through .data, which does not bump the tensor's version
+        layer = InvertibleConv1x1(C).eval()
+        y = torch.randn(1, C, 3, 3)
+        layer.inverse(y)
+        version = layer.weight._version
+        layer.weight.data.mul_(0.9).add_(torch.eye(C), alpha=0.1)  # an EMA-like step, still invertible
+        assert layer.weight._version == version
+        x, logdet = layer.inverse(y)
+        assert torch.allclose(F.conv2d(x, layer.weight.view(C, C, 1, 1)), y, atol=1e-5)
+        assert logdet.item() == pytest.approx(-9 * torch.linalg.slogdet(layer.weight)[1].item(), rel=1e-5)
+
     def test_train_mode_recomputes_with_gradients(self, monkeypatch):
         layer = InvertibleConv1x1(C).train()
         calls = self._count_inversions(monkeypatch)

@@ -106,9 +106,10 @@ class InvertibleConv1x1(nn.Module):
     """Invertible 1x1 convolution with a full C x C matrix (Glow, without LU decomposition).
 
     The inverse is computed in float64. In eval mode the inverse and log|det W| are computed once and reused until
-    the weight changes (an optimizer step, ``load_state_dict``, ``.to()``: anything that bumps the tensor's version
-    or moves its storage); the cached values are constants for autograd, so gradients still reach the input but
-    not the weight in eval mode. Train mode always recomputes them with gradients.
+    the weight changes in any way (an optimizer step, ``load_state_dict``, ``.to()``, an EMA update through
+    ``.data``): the cache keeps a copy of the weight it was computed from and compares it on every call, O(C^2),
+    negligible next to the convolution. The cached values are constants for autograd, so gradients still reach the
+    input but not the weight in eval mode. Train mode always recomputes them with gradients.
 
     Args:
         num_channels (int): Channel number of the input.
@@ -118,8 +119,7 @@ class InvertibleConv1x1(nn.Module):
         super().__init__()
         weight = torch.linalg.qr(torch.randn(num_channels, num_channels))[0]
         self.weight = nn.Parameter(weight)
-        self._cache_key = None
-        self._cache = None
+        self._cache = None  # (copy of the weight, inverse, log|det|)
 
     def _fresh(self):
         logabsdet = torch.linalg.slogdet(self.weight)[1]
@@ -129,15 +129,14 @@ class InvertibleConv1x1(nn.Module):
     def inverse_and_logabsdet(self):
         """(W^-1, log|det W|), cached in eval mode."""
         if self.training:
-            self._cache_key = self._cache = None
+            self._cache = None
             return self._fresh()
-        w = self.weight
-        key = (w._version, w.data_ptr(), w.dtype, w.device)
-        if self._cache_key != key:
+        w = self.weight.detach()
+        cached = self._cache
+        if cached is None or cached[0].dtype != w.dtype or cached[0].device != w.device or not torch.equal(cached[0], w):
             with torch.inference_mode(False), torch.no_grad():
-                self._cache = self._fresh()
-            self._cache_key = key
-        return self._cache
+                self._cache = (w.clone(), ) + self._fresh()
+        return self._cache[1:]
 
     def _logdet(self, x, logabsdet):
         return _per_sample(logabsdet * (x.shape[2] * x.shape[3]), x.shape[0])
