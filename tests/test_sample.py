@@ -134,26 +134,44 @@ def test_samples_of_one_image_share_one_lr_encoding():
     condition = net.condition
     net.condition = lambda lq: calls.append(tuple(lq.shape)) or condition(lq)
     samples = sample_tool.sample_image(net, torch.rand(1, 3, 6, 6), [0.0, 0.8, 0.9], 3, torch.Generator())
-    assert len(samples) == 9 and calls == [(1, 3, 6, 6)]
+    assert len(samples) == 1 + 3 + 3 and calls == [(1, 3, 6, 6)]
 
 
-def test_cli_writes_every_sample_at_every_temperature_at_scale_times_the_lr_size(ckpt, lr_folder, tmp_path):
+def test_temperature_zero_gives_one_sample_and_the_generator_still_advances_over_its_draws():
+    net = tiny_net()
+    lq = torch.rand(1, 3, 6, 8, generator=torch.Generator().manual_seed(0))
+    samples = sample_tool.sample_image(net, lq, [0.0, 0.8], 2, torch.Generator().manual_seed(5))
+    assert sorted(samples) == [(0.0, 0), (0.8, 0), (0.8, 1)]
+    generator = torch.Generator().manual_seed(5)
+    zero = [draw_latents(net, 6, 8, 0.0, generator) for _ in range(2)][0]  # the 2 draws at tau = 0, then tau = 0.8
+    first = draw_latents(net, 6, 8, 0.8, generator)
+    with torch.no_grad():
+        assert torch.equal(samples[(0.0, 0)], net.decode(lq, latents=zero))
+        assert torch.equal(samples[(0.8, 0)], net.decode(lq, latents=first))
+
+
+def test_cli_writes_every_sample_at_every_temperature_but_one_at_zero_at_scale_times_the_lr_size(
+        ckpt, lr_folder, tmp_path):
     out = tmp_path / 'out'
     sample_tool.main(['-i', lr_folder, '-c', ckpt, '-o', str(out), '--temperatures', '0', '0.8',
                       '--num_samples', '2'])
-    expected = {f'{n}_t{t}_s{s}.png' for n in 'ab' for t in ('0', '0.8') for s in (0, 1)}
+    expected = {f'{n}_t0.8_s{s}.png' for n in 'ab' for s in (0, 1)} | {'a_t0_s0.png', 'b_t0_s0.png'}
     assert set(os.listdir(out)) == expected
     assert _read(out / 'a_t0.8_s1.png').shape == (48, 40, 3)
     assert _read(out / 'b_t0_s0.png').shape == (32, 56, 3)
 
 
-def test_samples_at_temperature_zero_agree_and_samples_above_differ(ckpt, lr_folder, tmp_path):
+def test_samples_above_temperature_zero_differ(ckpt, lr_folder, tmp_path):
     out = tmp_path / 'out'
-    sample_tool.main(['-i', lr_folder, '-c', ckpt, '-o', str(out), '--temperatures', '0', '0.9',
-                      '--num_samples', '2'])
-    assert np.array_equal(_read(out / 'a_t0_s0.png'), _read(out / 'a_t0_s1.png'))
+    sample_tool.main(['-i', lr_folder, '-c', ckpt, '-o', str(out), '--temperatures', '0.9', '--num_samples', '2'])
     diff = np.abs(_read(out / 'a_t0.9_s0.png').astype(int) - _read(out / 'a_t0.9_s1.png'))
     assert diff.mean() > 1.0
+
+
+def test_repeated_temperatures_are_an_error(ckpt, lr_folder, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        sample_tool.main(['-i', lr_folder, '-c', ckpt, '-o', str(tmp_path / 'o'), '--temperatures', '0.8', '0.80'])
+    assert '--temperatures repeat a temperature (as written in file names: 0.8 0.8)' in capsys.readouterr().err
 
 
 def test_samples_depend_on_seed_and_image_name_not_on_the_other_images(ckpt, lr_folder, tmp_path):
@@ -188,6 +206,24 @@ def test_div2k_lr_names_lose_their_scale_suffix_so_measure_py_pairs_them_with_th
     assert sample_tool.image_name('/d/0801x4.png', 4) == '0801'
     assert sample_tool.image_name('/d/0801x4.png', 8) == '0801x4'
     assert sample_tool.output_name('0801', 0.9, 2) == '0801_t0.9_s2.png'
+    assert sample_tool.output_name('0801', 0, 0) == '0801_t0_s0.png'
+
+
+@pytest.mark.parametrize('file, name', [('box4.png', 'box4'), ('img_x4.png', 'img_x4'), ('x4.png', 'x4'),
+                                        ('cat_0801x4.png', 'cat_0801'), ('0801x8.png', '0801x8')])
+def test_the_scale_suffix_is_only_removed_after_a_digit(file, name):
+    assert sample_tool.image_name(f'/d/{file}', 4) == name
+
+
+@pytest.mark.parametrize('files', [('0801.png', '0801x4.png'), ('a.jpg', 'a.png')])
+def test_inputs_with_the_same_output_name_are_an_error_naming_both_files(ckpt, tmp_path, files):
+    for i, file in enumerate(files):
+        write_image(tmp_path / 'lr' / file, 8, 8, seed=i)
+    with pytest.raises(ValueError, match='same output name') as error:
+        sample_tool.main(['-i', str(tmp_path / 'lr'), '-c', ckpt, '-o', str(tmp_path / 'out'),
+                          '--temperatures', '0.8', '--num_samples', '1'])
+    assert all(str(tmp_path / 'lr' / file) in str(error.value) for file in files)
+    assert not (tmp_path / 'out').exists()  # checked before anything is written
 
 
 def test_grid_has_a_reference_row_and_one_row_per_positive_temperature(ckpt, tmp_path):

@@ -5,11 +5,15 @@
         [--tile 128 --tile_overlap 32] [--grid [--gt <folder or image>] [--grid_dir <folder>]]
 
 Outputs ``<out>/<image>_t<temperature>_s<sample>.png`` (sample counted from 0), where ``<image>`` is the input's
-file stem without a DIV2K-style ``x<scale>`` suffix (``0801x4.png`` -> ``0801``), so that ``scripts/measure.py``
-pairs the samples with the GT ``0801.png``. Reproducible: each image has its own random generator seeded from
-``--seed`` and the image name, so results do not depend on which other images are in the folder, nor on
-``--tile`` (the latents are drawn for the whole image either way). Grids go to ``<out>_grids`` by default
-(outside ``<out>``, where measure.py would take them for samples).
+file stem without a DIV2K-style ``x<scale>`` suffix (``0801x4.png`` -> ``0801``; only after a digit, so ``box4.png``
+stays ``box4``), so that ``scripts/measure.py`` pairs the samples with the GT ``0801.png``. Temperature 0 gives
+one sample only (``<image>_t0_s0.png``): all its samples would be the same picture. Two inputs that would get the
+same ``<image>`` (``0801.png`` and ``0801x4.png``, ``a.png`` and ``a.jpg``) are an error naming both.
+Reproducible: each image has its own random generator seeded from ``--seed`` and the image name, so results do not
+depend on which other images are in the folder. The latents are drawn for the whole image, so ``--tile`` does not
+change the results either as long as ``--tile_overlap >= needed_overlap(net)`` (srflow_plugin.tools.tiling); a
+smaller overlap trades exactness at the tile seams for speed. Grids go to ``<out>_grids`` by default (outside
+``<out>``, where measure.py would take them for samples).
 """
 import argparse
 import hashlib
@@ -27,8 +31,8 @@ from srflow_plugin.tools.checkpoint import load_srflow
 from srflow_plugin.tools.grid import bicubic_upscale, make_grid, nearest_upscale
 from srflow_plugin.tools.tiling import decode_tiled, draw_latents, tile_boxes
 
-__all__ = ['main', 'list_images', 'read_image', 'image_name', 'image_generator', 'sample_image', 'sample_grid',
-           'output_name', 'IMG_EXTENSIONS']
+__all__ = ['main', 'list_images', 'read_image', 'image_name', 'output_names', 'image_generator', 'sample_image',
+           'sample_grid', 'output_name', 'temperature_tag', 'IMG_EXTENSIONS']
 
 IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm')
 
@@ -55,10 +59,34 @@ def read_image(path):
 
 
 def image_name(path, scale):
-    """File stem without a DIV2K ``x<scale>`` suffix: ``0801x4.png`` -> ``0801`` (at scale 4)."""
+    """File stem without a DIV2K ``x<scale>`` suffix: ``0801x4.png`` -> ``0801`` (at scale 4). The suffix is only
+    removed after a digit, as in DIV2K's names: ``box4.png`` and ``img_x4.png`` keep their stems."""
     stem = osp.splitext(osp.basename(path))[0]
     suffix = f'x{scale}'
-    return stem[:-len(suffix)] if stem.endswith(suffix) and len(stem) > len(suffix) else stem
+    head = stem[:-len(suffix)]
+    return head if stem.endswith(suffix) and head[-1:].isdigit() else stem
+
+
+def output_names(paths, scale):
+    """The ``image_name`` of every input, checked to be unique (the outputs and the random generator of an image
+    follow from its name, so two inputs of one name would overwrite each other's samples).
+
+    Returns:
+        list[str]: One name per path, in order.
+
+    Raises:
+        ValueError: naming the input files that share a name.
+    """
+    names = [image_name(p, scale) for p in paths]
+    owners = {}
+    for path, name in zip(paths, names):
+        owners.setdefault(name, []).append(path)
+    clashes = {name: files for name, files in owners.items() if len(files) > 1}
+    if clashes:
+        listed = '; '.join(f'{", ".join(files)} -> {name}' for name, files in sorted(clashes.items()))
+        raise ValueError(f'Input images would get the same output name (and overwrite each other): {listed}. '
+                         'Rename or move one of each.')
+    return names
 
 
 def image_generator(seed, name):
@@ -67,8 +95,15 @@ def image_generator(seed, name):
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], 'little') & (2**63 - 1))
 
 
+def temperature_tag(temperature):
+    """How a temperature is written in output names (``0.9`` -> ``'0.9'``, ``0`` -> ``'0'``); measure.py's
+    ``--temperature`` uses it to find the files of one temperature."""
+    return f'{float(temperature):g}'
+
+
 def output_name(name, temperature, sample):
-    return f'{name}_t{temperature:g}_s{sample}.png'
+    """``<name>_t<temperature tag>_s<sample>.png``, e.g. ``0801_t0.9_s2.png``."""
+    return f'{name}_t{temperature_tag(temperature)}_s{sample}.png'
 
 
 def to_tensor(img):
@@ -83,11 +118,13 @@ def to_image(tensor):
 
 @torch.no_grad()
 def sample_image(net, lq, temperatures, num_samples, generator, tile=None, tile_overlap=0):
-    """Draws ``num_samples`` super-resolutions of one LR image at every temperature.
+    """Draws ``num_samples`` super-resolutions of one LR image at every temperature > 0, and one at temperature 0
+    (all its latents are zero, so every sample would be the same picture).
 
-    The latents are drawn from ``generator`` in the order temperatures x samples, for the whole image (so tiled
-    and untiled sampling give the same pictures); the LR image is encoded once (once per tile when tiled) and
-    shared by all samples.
+    The latents are drawn from ``generator`` in the order temperatures x samples (temperature 0 included: the
+    generator advances ``num_samples`` draws there too), for the whole image (so tiled and untiled sampling give
+    the same pictures when the overlap covers the receptive field); the LR image is encoded once (once per tile
+    when tiled) and shared by all samples.
 
     Args:
         net (SRFlowNet): The network.
@@ -99,12 +136,15 @@ def sample_image(net, lq, temperatures, num_samples, generator, tile=None, tile_
         tile_overlap (int): Context around each tile in LR pixels (even).
 
     Returns:
-        dict[(float, int), Tensor]: (temperature, sample) -> HR image [1, C, H, W] on the CPU (not clamped).
+        dict[(float, int), Tensor]: (temperature, sample) -> HR image [1, C, H, W] on the CPU (not clamped);
+        temperature 0 has the one key (0.0, 0).
     """
     device = next(net.parameters()).device
     lq_h, lq_w = lq.shape[-2:]
     keys = [(t, s) for t in temperatures for s in range(num_samples)]
     latents = [draw_latents(net, lq_h, lq_w, t, generator) for t, _ in keys]
+    kept = [i for i, (t, s) in enumerate(keys) if t > 0 or s == 0]
+    keys, latents = [keys[i] for i in kept], [latents[i] for i in kept]
     if tile:
         return dict(zip(keys, decode_tiled(net, lq, latents, tile, tile_overlap)))
     cond = net.condition(lq.to(device))
@@ -165,7 +205,8 @@ def parse_args(argv=None):
     parser.add_argument('--opt', default=None, help='option yml whose network_g builds the network (needed when '
                         'the checkpoint has no network_g key)')
     parser.add_argument('--temperatures', type=float, nargs='+', default=[0.0, 0.8, 0.9])
-    parser.add_argument('--num_samples', type=int, default=3, help='samples per temperature')
+    parser.add_argument('--num_samples', type=int, default=3, help='samples per temperature > 0 (temperature 0 '
+                        'gives one)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--device', default='cpu', help='cpu, cuda, cuda:1, ...')
     parser.add_argument('--tile', type=int, default=None, help='tile core size in LR pixels (even)')
@@ -179,6 +220,9 @@ def parse_args(argv=None):
         parser.error(f'--num_samples must be >= 1, got {args.num_samples}')
     if any(t < 0 for t in args.temperatures):
         parser.error(f'--temperatures must be >= 0, got {args.temperatures}')
+    tags = [temperature_tag(t) for t in args.temperatures]
+    if len(set(tags)) < len(tags):
+        parser.error(f'--temperatures repeat a temperature (as written in file names: {" ".join(tags)})')
     if args.gt and not args.grid:
         parser.error('--gt is only used by the picture grids: add --grid')
     if args.tile is not None:
@@ -193,12 +237,12 @@ def main(argv=None):
     args = parse_args(argv)
     images = list_images(args.input)
     net = load_srflow(args.checkpoint, args.opt, args.device)
+    names = output_names(images, net.scale)
     os.makedirs(args.output, exist_ok=True)
     grid_dir = args.grid_dir or args.output.rstrip('/\\') + '_grids'
     written = []
-    for path in tqdm(images, unit='image', desc='SRFlow sampling'):
+    for path, name in tqdm(list(zip(images, names)), unit='image', desc='SRFlow sampling'):
         lq_img = read_image(path)
-        name = image_name(path, net.scale)
         lq = to_tensor(lq_img)
         samples = sample_image(net, lq, args.temperatures, args.num_samples, image_generator(args.seed, name),
                                args.tile, args.tile_overlap)
