@@ -27,8 +27,8 @@ SCHEMA = OrderedDict(
                        'and log2(q) is added per dimension.'),
         train_rrdb_delay=Option(0.5, PLUGIN,
                                 'Fraction of `total_iter` during which the LR encoder (RRDB) is frozen: no '
-                                'gradients, eval mode, untouched by the optimizer. 0 or ~ trains it from the '
-                                'first iteration, 1 never. Release recipe: 0.5.'),
+                                'gradients, eval mode, untouched by the optimizer. 0 trains it from the first '
+                                'iteration, 1 never; ~ (or absent) is the release recipe, 0.5.'),
         optim_rrdb=Option(None, PLUGIN,
                           'Own optimizer settings for the encoder parameter group once it trains, e.g. '
                           '`{lr: 1.0e-5}` (keys: lr, betas, eps, weight_decay). ~: the settings of `optim_g`.'),
@@ -52,7 +52,8 @@ SCHEMA = OrderedDict(
         n_sample=Option(3, PLUGIN, 'Samples per image and heat (tau = 0 is deterministic: one sample).'),
         seed=Option(0, PLUGIN, 'Base seed of the sampling noise; each image gets its own generator seeded '
                     'from this and its name, so samples are reproducible.'),
-        calc_nll=Option(True, PLUGIN, 'Also compute the validation NLL (bits/dim, key `nll`) when GT exists.'),
+        calc_nll=Option(True, PLUGIN, 'Also compute the validation NLL (bits/dim, key `nll`) when GT exists; '
+                        'in training it includes the dequantisation constant, like the loss `l_nll`.'),
         save_csv=Option(True, PLUGIN, 'In testing, write `results/<name>/metrics_<dataset>.csv`.'),
         precompute_condition=Option(True, PLUGIN, 'Prepare every flow step\'s LR-only part once per image and '
                                     'reuse it for all heats and samples (faster; about 2.1 KB per HR pixel in '

@@ -244,6 +244,25 @@ def test_validation_without_precomputed_conditions_gives_the_same_metrics(tmp_pa
         assert results[0][key] == pytest.approx(results[1][key], rel=1e-5, abs=1e-4)
 
 
+def test_validation_nll_is_on_the_training_loss_scale_with_dequantisation(tmp_path):
+    nlls = []
+    for quantization in (None, 256):
+        torch.manual_seed(0)
+        model = SRFlowModel(make_opt(tmp_path / str(quantization), val={'heats': [0.0], 'n_sample': 1},
+                                     train={'nll_opt': {'type': 'FlowNLLLoss', 'quantization': quantization}}))
+        model.validation(val_loader(1), 1, None, save_img=False)
+        nlls.append(model.metric_results['nll'])
+    assert nlls[1] - nlls[0] == pytest.approx(8.0, abs=1e-6)  # log2(256) bits per dimension
+
+
+def test_validation_without_gt_after_training_does_not_reuse_the_training_gt(tmp_path):
+    model = SRFlowModel(make_opt(tmp_path, val={'heats': [0.0, 0.8], 'n_sample': 1}))
+    train_steps(model, [1])
+    model.validation(val_loader(1, with_gt=False), 2, None, save_img=True)
+    assert not hasattr(model, 'gt') and model.metric_results == {}
+    assert len(os.listdir(osp.join(model.opt['path']['visualization']))) == 1  # the SR images are still written
+
+
 def test_validation_saves_one_image_per_heat_and_sample(tmp_path):
     opt = make_opt(tmp_path, val={'heats': [0.0, 0.75], 'n_sample': 3})
     SRFlowModel(opt).validation(val_loader(1), 12, None, save_img=True)

@@ -146,6 +146,8 @@ class SRFlowModel(BaseModel):
         self.lq = data['lq'].to(self.device)
         if 'gt' in data:
             self.gt = data['gt'].to(self.device)
+        elif hasattr(self, 'gt'):
+            del self.gt  # never measure against the GT of an earlier batch
 
     def encoder_trains(self, current_iter):
         """Whether the encoder is trained at this iteration (``train.train_rrdb_delay``)."""
@@ -294,11 +296,14 @@ class SRFlowModel(BaseModel):
         """Samples every image at every heat (``val.heats``) ``val.n_sample`` times from one LR encoding.
 
         Metrics (``val.metrics``) are averaged over the samples of a heat, then over the images, under keys
-        ``<metric>_t<heat>``; ``nll`` is the validation NLL in bits per dimension.
+        ``<metric>_t<heat>``; ``nll`` is the validation NLL in bits per dimension, on the training loss's scale
+        (including the dequantisation constant of ``train.nll_opt`` when training).
         """
         dataset_name = dataloader.dataset.opt['name']
         heats, n_sample = self.val_heats, int(get_option(self.opt, 'val', 'n_sample'))
         calc_nll = get_option(self.opt, 'val', 'calc_nll')
+        # on the training loss's scale: with dequantisation, the NLL of the discrete image (+ log2(q) bits/dim)
+        nll_constant = self.cri_nll.constant if hasattr(self, 'cri_nll') else 0.0
         net = self._inference_net()
         self._initialize_best_metric_results(dataset_name)
         rows = []  # one per image and heat, for the CSV
@@ -321,7 +326,7 @@ class SRFlowModel(BaseModel):
                 cond = net.condition(self.lq, precompute=get_option(self.opt, 'val', 'precompute_condition'))
                 image_values = OrderedDict()
                 if gt is not None and calc_nll:
-                    image_values['nll'] = float(net.encode(gt, cond=cond)[1].mean())
+                    image_values['nll'] = float(net.encode(gt, cond=cond)[1].mean()) + nll_constant
                 generator = torch.Generator(device=self.device).manual_seed(self._sample_seed(img_name))
                 shapes = net.latent_shapes(*self.lq.shape[-2:])
                 noise = [[torch.randn((1, ) + s, generator=generator, device=self.device) for s in shapes]
