@@ -1,13 +1,20 @@
 """Measure SR results: PSNR, SSIM, LPIPS, LR-PSNR and the NTIRE diversity score.
 
     python scripts/measure.py --sr results/SRFlow_x4 --gt datasets/DIV2K/DIV2K_valid_HR \\
-        --lr datasets/DIV2K/DIV2K_valid_LR_bicubic/X4 [--crop_border 0] [--no_lpips]
+        --lr datasets/DIV2K/DIV2K_valid_LR_bicubic/X4 [--temperature 0.9] [--crop_border 0] [--no_lpips]
 
 Naming rule. Every GT image ``<stem>.<ext>`` owns the SR images (searched recursively in --sr) whose
 file stem is ``<stem>`` or starts with ``<stem>_``: ``0801.png``, ``0801_sample03.png``,
 ``0801/0801_t0.9_s3.png`` all belong to ``0801``. When several GT stems match, the longest wins. An SR
 file that matches no GT image is an error; GT images without SR images are skipped (and listed).
 The LR input of ``<stem>`` is ``<stem>.<ext>`` or ``<stem>x<scale>.<ext>`` (DIV2K naming) in --lr.
+Image files are recognised by their extension in any case (``.png``, ``.Png``, ``.PNG``, ...).
+
+Temperatures. An SR file whose stem ends in ``_t<T>_s<k>`` (scripts/sample.py's names, ``0801_t0.9_s3``) carries
+the temperature T. ``--temperature T`` measures only the files of that temperature (tagged as sample.py writes it:
+``--temperature 0.90`` finds ``_t0.9_``). Without it, an image whose SR files carry more than one temperature is
+an error naming the image and the temperatures: the metrics and the diversity of one image must come from samples
+of one temperature. Files without a temperature tag are samples as they are.
 
 Per image, every metric is the mean over its SR samples; the diversity score needs >= 2 samples.
 The mean row averages the per-image values (an ``inf`` PSNR of identical images makes the mean inf).
@@ -17,6 +24,7 @@ the scale), the GT is cropped at the bottom/right to the SR size, as NTIRE does.
 import argparse
 import csv
 import math
+import re
 import sys
 from collections import defaultdict
 from os import path as osp
@@ -31,9 +39,10 @@ import srflow_plugin  # noqa: E402,F401  (before basicsr: installs the torchvisi
 from basicsr.metrics.psnr_ssim import calculate_psnr, calculate_ssim  # noqa: E402
 from basicsr.utils import img2tensor, scandir  # noqa: E402
 from srflow_plugin.metrics import calculate_lr_psnr, diversity_score, get_lpips_model, lpips_distance  # noqa: E402
+from srflow_plugin.tools.sample import IMG_EXTENSIONS, temperature_tag  # noqa: E402
 
-IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm',
-                  '.PNG', '.JPG', '.JPEG', '.BMP', '.TIF', '.TIFF', '.WEBP', '.PPM')
+# sample.py's '<image>_t<temperature tag>_s<sample>' (tags as temperature_tag writes them: 0, 0.9, 1e-05)
+TEMPERATURE_TAG = re.compile(r'_t(\d+(?:\.\d+)?(?:e[+-]\d+)?)_s\d+$')
 
 # column -> (markdown header, decimals in the markdown table)
 COLUMNS = {
@@ -65,7 +74,8 @@ def _stem(path):
 def _images(folder, recursive):
     if not osp.isdir(folder):
         raise FileNotFoundError(f'Folder {folder} does not exist.')
-    return sorted(osp.join(folder, p) for p in scandir(folder, suffix=IMG_EXTENSIONS, recursive=recursive))
+    return sorted(osp.join(folder, p) for p in scandir(folder, recursive=recursive)
+                  if osp.splitext(p)[1].lower() in IMG_EXTENSIONS)
 
 
 def group_samples(sr_paths, gt_stems):
@@ -93,6 +103,46 @@ def group_samples(sr_paths, gt_stems):
         shown = ', '.join(unmatched[:5]) + (' ...' if len(unmatched) > 5 else '')
         raise ValueError(f'{len(unmatched)} SR file(s) match no GT image (<gt stem>.png or <gt stem>_*.png): {shown}')
     return {stem: sorted(paths) for stem, paths in sorted(groups.items())}
+
+
+def temperature_of(path, owner):
+    """The temperature tag (a string, ``'0.9'``) of an SR file of GT ``owner`` named ``<owner>..._t<T>_s<k>``, or
+    None. The tag must lie after the GT stem (a GT named ``x_t1_s2`` does not tag its SR ``x_t1_s2.png``)."""
+    match = TEMPERATURE_TAG.search(_stem(path))
+    return match.group(1) if match and match.start() >= len(owner) else None
+
+
+def select_temperature(groups, temperature=None):
+    """Keep the SR files of one temperature.
+
+    Args:
+        groups (dict[str, list[str]]): GT stem -> SR files, as ``group_samples`` gives.
+        temperature (float | None): Keep only the files tagged ``_t<temperature_tag(temperature)>_s<k>``; GT
+            stems left without files are dropped. None keeps every file, but then the files of one GT stem must
+            not carry two different temperature tags (untagged files go with any).
+
+    Returns:
+        dict[str, list[str]]: GT stem -> its SR files of that temperature.
+
+    Raises:
+        ValueError: without ``temperature``, naming the first image with several temperatures and them.
+    """
+    if temperature is not None:
+        tag = temperature_tag(temperature)
+        kept = {stem: [p for p in paths if temperature_of(p, stem) == tag] for stem, paths in groups.items()}
+        return {stem: paths for stem, paths in kept.items() if paths}
+    mixed = {}
+    for stem, paths in groups.items():
+        tags = sorted({temperature_of(p, stem) for p in paths} - {None}, key=float)
+        if len(tags) > 1:
+            mixed[stem] = tags
+    if mixed:
+        stem, tags = next(iter(mixed.items()))
+        more = f' (and {len(mixed) - 1} more image(s))' if len(mixed) > 1 else ''
+        raise ValueError(f'The SR files of {stem} carry {len(tags)} temperatures ({", ".join(tags)}){more}; the '
+                         'samples of one image must share one temperature. Pass --temperature T (temperature=T) to '
+                         f'measure one of them, e.g. --temperature {tags[-1]}.')
+    return groups
 
 
 def find_lr(lr_paths, stem):
@@ -184,7 +234,14 @@ def mean_row(rows):
     return mean
 
 
-def measure(sr_folder, gt_folder, lr_folder=None, scale=None, crop_border=0, use_lpips=True, verbose=True):
+def measure(sr_folder,
+            gt_folder,
+            lr_folder=None,
+            scale=None,
+            crop_border=0,
+            use_lpips=True,
+            verbose=True,
+            temperature=None):
     """Measure a folder of SR results against GT (and LR) images.
 
     Args:
@@ -195,6 +252,8 @@ def measure(sr_folder, gt_folder, lr_folder=None, scale=None, crop_border=0, use
         crop_border (int): Border cropped for PSNR, SSIM and LPIPS. Default: 0 (full images, as SRFlow).
         use_lpips (bool): Compute LPIPS and diversity; needs the AlexNet weights. Default: True.
         verbose (bool): Print a progress line per image. Default: True.
+        temperature (float | None): Measure only the SR files named ``<stem>..._t<T>_s<k>`` with this
+            temperature; required when the files of one image carry several (see ``select_temperature``).
 
     Returns:
         list[dict]: One row per GT image that has SR images, then the mean row (image='mean').
@@ -204,9 +263,11 @@ def measure(sr_folder, gt_folder, lr_folder=None, scale=None, crop_border=0, use
     if use_lpips:
         get_lpips_model()  # fail now, not after the PSNRs, when the backbone weights are missing
     gt_paths = {_stem(p): p for p in _images(gt_folder, recursive=False)}
-    groups = group_samples(_images(sr_folder, recursive=True), gt_paths)
+    groups = select_temperature(group_samples(_images(sr_folder, recursive=True), gt_paths), temperature)
     if not groups:
-        raise ValueError(f'No SR images in {sr_folder}.')
+        at = '' if temperature is None else f' at temperature {temperature_tag(temperature)} (<image>_t' \
+            f'{temperature_tag(temperature)}_s<k>.png)'
+        raise ValueError(f'No SR images in {sr_folder}{at}.')
     missing = sorted(set(gt_paths) - set(groups))
     if missing and verbose:
         print(f'{len(missing)} GT image(s) without SR images, not measured: {", ".join(missing[:10])}'
@@ -275,11 +336,15 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='PSNR/SSIM (RGB and Y), LPIPS, LR-PSNR (LR input and NTIRE) and NTIRE diversity of SR results.',
         epilog='SR files belong to the GT image whose stem they equal or start with followed by "_" '
-        '(0801.png, 0801_sample03.png); all SR files of one GT image are its samples.')
+        '(0801.png, 0801_sample03.png); all SR files of one GT image are its samples. Files named '
+        '<image>_t<T>_s<k>.png carry the temperature T: the samples of one image must share one, else pass '
+        '--temperature.')
     parser.add_argument('--sr', required=True, help='Folder of SR images (searched recursively).')
     parser.add_argument('--gt', required=True, help='Folder of GT images.')
     parser.add_argument('--lr', default=None, help='Folder of LR inputs (<stem>.png or <stem>x<scale>.png).')
     parser.add_argument('--scale', type=int, default=None, help='Scale factor; required without --lr.')
+    parser.add_argument('--temperature', type=float, default=None, help='Measure only the SR files named '
+                        '<image>_t<T>_s<k> (scripts/sample.py) with this T; needed when --sr holds several.')
     parser.add_argument('--crop_border', type=int, default=0, help='Border excluded from PSNR/SSIM/LPIPS. Default: 0')
     parser.add_argument('--no_lpips', action='store_true', help='Skip LPIPS and diversity (no AlexNet weights).')
     parser.add_argument('--csv', default=None, help='CSV output. Default: <sr>/metrics.csv')
@@ -297,7 +362,8 @@ def main(argv=None):
             get_lpips_model()
         except FileNotFoundError as error:
             sys.exit(f'{error}\nTo measure without LPIPS and diversity, pass --no_lpips.')
-    rows = measure(args.sr, args.gt, args.lr, args.scale, args.crop_border, use_lpips=not args.no_lpips)
+    rows = measure(args.sr, args.gt, args.lr, args.scale, args.crop_border, use_lpips=not args.no_lpips,
+                   temperature=args.temperature)
     csv_path = args.csv or osp.join(args.sr, 'metrics.csv')
     md_path = args.md or osp.join(args.sr, 'metrics.md')
     write_csv(rows, csv_path)

@@ -70,6 +70,39 @@ def test_an_sr_file_without_gt_is_an_error_naming_it():
         measure.group_samples(['r/0801_s0.png', 'r/08010.png'], ['0801'])
 
 
+def test_the_temperature_tag_is_read_from_sample_py_names_after_the_gt_stem():
+    assert measure.temperature_of('r/0801_t0.9_s3.png', '0801') == '0.9'
+    assert measure.temperature_of('r/0801_t0_s0.png', '0801') == '0'
+    assert measure.temperature_of('r/0801_b_t1e-05_s12.png', '0801_b') == '1e-05'
+    assert measure.temperature_of('r/0801_s0.png', '0801') is None
+    assert measure.temperature_of('r/0801_tx_s0.png', '0801') is None
+    assert measure.temperature_of('r/x_t1_s2.png', 'x_t1_s2') is None  # the tag is part of the GT name
+
+
+GROUPS = {'a': ['r/a_t0.8_s0.png', 'r/a_t0.9_s0.png', 'r/a_t0.9_s1.png', 'r/a_t0_s0.png'],
+          'b': ['r/b_t0.9_s0.png'],
+          'c': ['r/c.png', 'r/c_t0.8_s0.png']}
+
+
+def test_temperature_keeps_only_the_files_with_its_tag_as_sample_py_writes_it():
+    expected = {'a': ['r/a_t0.9_s0.png', 'r/a_t0.9_s1.png'], 'b': ['r/b_t0.9_s0.png']}
+    assert measure.select_temperature(GROUPS, 0.9) == expected
+    assert measure.select_temperature(GROUPS, 0.90) == expected
+    assert measure.select_temperature(GROUPS, 0) == {'a': ['r/a_t0_s0.png']}
+    assert measure.select_temperature(GROUPS, 0.8) == {'a': ['r/a_t0.8_s0.png'], 'c': ['r/c_t0.8_s0.png']}
+
+
+def test_several_temperatures_of_one_image_without_temperature_are_an_error_naming_them():
+    with pytest.raises(ValueError, match=r'SR files of a carry 3 temperatures \(0, 0\.8, 0\.9\).*'
+                       r'Pass --temperature'):
+        measure.select_temperature(GROUPS)
+
+
+def test_one_temperature_per_image_and_untagged_files_are_kept_as_before():
+    groups = {'b': GROUPS['b'], 'c': GROUPS['c'], 'd': ['r/d.png', 'r/d_s1.png']}
+    assert measure.select_temperature(groups) == groups
+
+
 def test_lr_file_is_the_gt_stem_or_the_div2k_name():
     lr = ['l/0801x4.png', 'l/0802.png', 'l/0803x4b.png']
     assert measure.find_lr(lr, '0801') == 'l/0801x4.png'
@@ -195,6 +228,51 @@ def test_missing_alexnet_weights_stop_the_command_unless_no_lpips(folders, tmp_p
         measure.main(['--sr', sr, '--gt', gt, '--scale', '4'])
     rows = measure.main(['--sr', sr, '--gt', gt, '--scale', '4', '--no_lpips'])
     assert 'lpips' not in rows[-1] and rows[1]['psnr'] == float('inf')
+
+
+@pytest.fixture
+def sampled(tmp_path):
+    """GT a (32x32) and scripts/sample.py-style SR files at tau = 0 (= GT) and 0.9 (two random samples)."""
+    gt, sr = str(tmp_path / 'gt'), str(tmp_path / 'sr')
+    a = _random(0)
+    _write(gt, 'a.png', a)
+    _write(sr, 'a_t0_s0.png', a)
+    _write(sr, 'a_t0.9_s0.png', _random(1))
+    _write(sr, 'a_t0.9_s1.png', _random(2))
+    return sr, gt
+
+
+def test_measuring_sample_py_output_needs_one_temperature(sampled):
+    sr, gt = sampled
+    with pytest.raises(ValueError, match=r'SR files of a carry 2 temperatures \(0, 0\.9\).*--temperature'):
+        measure.measure(sr, gt, scale=4, use_lpips=False, verbose=False)
+    with pytest.raises(ValueError, match=r'SR files of a carry 2 temperatures'):
+        measure.main(['--sr', sr, '--gt', gt, '--scale', '4', '--no_lpips'])
+    zero = measure.main(['--sr', sr, '--gt', gt, '--scale', '4', '--no_lpips', '--temperature', '0'])
+    assert zero[0]['samples'] == 1 and zero[0]['psnr'] == float('inf')
+    hot = measure.measure(sr, gt, scale=4, use_lpips=False, verbose=False, temperature=0.9)
+    both = measure.measure_image([_random(1), _random(2)], _random(0), scale=4, use_lpips=False)
+    assert hot[0]['samples'] == 2 and hot[0]['psnr'] == pytest.approx(both['psnr'])
+
+
+def test_a_temperature_without_files_is_an_error_naming_it(sampled):
+    sr, gt = sampled
+    with pytest.raises(ValueError, match=r'No SR images in .* at temperature 0\.8 \(<image>_t0\.8_s<k>\.png\)'):
+        measure.measure(sr, gt, scale=4, use_lpips=False, verbose=False, temperature=0.8)
+
+
+def test_image_extensions_are_recognised_in_any_case(tmp_path):
+    gt, sr = str(tmp_path / 'gt'), str(tmp_path / 'sr')
+    a, b = _random(0), _random(1)
+    _write(gt, 'a.Png', a)
+    _write(gt, 'b.PNG', b)
+    _write(sr, 'a_s0.pNg', a)
+    _write(sr, 'b.png', b)
+    with open(osp.join(sr, 'notes.txt'), 'w') as f:  # not an image extension: ignored
+        f.write('not an image')
+    rows = measure.measure(sr, gt, scale=4, use_lpips=False, verbose=False)
+    assert [(r['image'], r['samples'], r['psnr']) for r in rows] == [('a', 1, float('inf')), ('b', 1, float('inf')),
+                                                                      ('mean', 2, float('inf'))]
 
 
 def test_lr_folder_or_scale_is_required(folders):
