@@ -1,10 +1,12 @@
 """Tiny configurations, option dicts and data for the SRFlowModel / training tests."""
+import contextlib
 import os
 from copy import deepcopy
 from os import path as osp
 
 import cv2
 import numpy as np
+import torch
 import yaml
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -86,6 +88,14 @@ def write_pairs(root, n, gt_size=32, seed=0):
     return gt_dir, lq_dir
 
 
+def dump_yml(tmp_path, name, opt):
+    """Writes ``opt`` to <tmp_path>/<name>.yml and returns the path."""
+    yml = osp.join(str(tmp_path), f'{name}.yml')
+    with open(yml, 'w') as f:
+        yaml.safe_dump(opt, f, sort_keys=False)
+    return yml
+
+
 def write_train_yml(tmp_path, name='tiny', total_iter=6, save_every=2, val_freq=100, **train_extra):
     """An option file training the tiny SRFlowNet on 4 images of 32x32 (batch 2), validating on 1 image."""
     gt_dir, lq_dir = write_pairs(osp.join(str(tmp_path), 'data_train'), 4, 32, seed=1)
@@ -122,10 +132,7 @@ def write_train_yml(tmp_path, name='tiny', total_iter=6, save_every=2, val_freq=
         'logger': {'print_freq': 1, 'save_checkpoint_freq': save_every, 'use_tb_logger': False},
         'dist_params': {'backend': 'nccl', 'port': 29500},
     }
-    yml = osp.join(str(tmp_path), f'{name}.yml')
-    with open(yml, 'w') as f:
-        yaml.safe_dump(opt, f, sort_keys=False)
-    return yml
+    return dump_yml(tmp_path, name, opt)
 
 
 def subprocess_env():
@@ -170,9 +177,9 @@ def val_loader(n=2, lq_size=8, name='unitval', seed=3, with_gt=True):
     return DataLoader(_Set(), batch_size=1)
 
 
-def ddp_actnorm_worker(rank, world_size, port, out_dir, batches):
-    """One process of the two-process gloo test: builds SRFlowModel under DDP and trains one step with lr 0."""
-    import torch
+@contextlib.contextmanager
+def gloo_process_group(rank, world_size, port):
+    """This process as rank ``rank`` of a CPU (gloo) process group on localhost, one torch thread."""
     import torch.distributed as dist
 
     os.environ['MASTER_ADDR'] = '127.0.0.1'
@@ -181,6 +188,14 @@ def ddp_actnorm_worker(rank, world_size, port, out_dir, batches):
     dist.init_process_group('gloo', rank=rank, world_size=world_size)
     try:
         import srflow_plugin  # noqa: F401
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+def ddp_actnorm_worker(rank, world_size, port, out_dir, batches):
+    """One process of the two-process gloo test: builds SRFlowModel under DDP and trains one step with lr 0."""
+    with gloo_process_group(rank, world_size, port):
         from srflow_plugin.models.srflow_model import SRFlowModel
         torch.manual_seed(100 + rank)  # different initial weights per rank; DDP broadcasts rank 0's
         opt = make_opt(osp.join(out_dir, f'rank{rank}'), dist=True, rank=rank, world_size=world_size,
@@ -192,8 +207,6 @@ def ddp_actnorm_worker(rank, world_size, port, out_dir, batches):
         model.optimize_parameters(1)
         state = model.get_bare_model(model.net_g).state_dict()
         torch.save({k: v.clone() for k, v in state.items()}, osp.join(out_dir, f'after{rank}.pt'))
-    finally:
-        dist.destroy_process_group()
 
 
 def write_test_yml(tmp_path, checkpoint, name='tiny_test'):
@@ -220,23 +233,12 @@ def write_test_yml(tmp_path, checkpoint, name='tiny_test'):
                         'lr_psnr': {'type': 'calculate_lr_psnr', 'crop_border': 0}},
         },
     }
-    yml = osp.join(str(tmp_path), f'{name}.yml')
-    with open(yml, 'w') as f:
-        yaml.safe_dump(opt, f, sort_keys=False)
-    return yml
+    return dump_yml(tmp_path, name, opt)
 
 
 def ddp_train_worker(rank, world_size, port, out_dir, batches, train):
     """One process of a two-process gloo run: a few real training steps of SRFlowModel under DDP."""
-    import torch
-    import torch.distributed as dist
-
-    os.environ['MASTER_ADDR'] = '127.0.0.1'
-    os.environ['MASTER_PORT'] = str(port)
-    torch.set_num_threads(1)
-    dist.init_process_group('gloo', rank=rank, world_size=world_size)
-    try:
-        import srflow_plugin  # noqa: F401
+    with gloo_process_group(rank, world_size, port):
         from srflow_plugin.models.srflow_model import SRFlowModel
         model = SRFlowModel(make_opt(osp.join(out_dir, f'rank{rank}'), dist=True, rank=rank, world_size=world_size,
                                      train=train))
@@ -247,5 +249,3 @@ def ddp_train_worker(rank, world_size, port, out_dir, batches, train):
             model.optimize_parameters(it)
         state = model.get_bare_model(model.net_g).state_dict()
         torch.save({k: v.clone() for k, v in state.items()}, osp.join(out_dir, f'after{rank}.pt'))
-    finally:
-        dist.destroy_process_group()
