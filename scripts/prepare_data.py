@@ -36,8 +36,7 @@ from basicsr.utils import scandir  # noqa: E402
 from basicsr.utils.lmdb_util import make_lmdb_from_imgs  # noqa: E402
 from srflow_plugin.metrics.lr_psnr import bicubic_downscale  # noqa: E402
 
-IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm',
-                  '.PNG', '.JPG', '.JPEG', '.BMP', '.TIF', '.TIFF', '.WEBP', '.PPM')
+IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm')  # compared lower-cased
 
 
 def read_image(path):
@@ -121,7 +120,8 @@ def process_image(path, gt_folder, lr_folders, crop_size, step, thresh_size, mul
 
 
 def list_images(input_folders):
-    """Sorted image files of the folders (not recursive), with unique ASCII stems.
+    """Sorted image files of the folders (not recursive), with unique ASCII stems. Image files are recognised by
+    their extension in any case (``.png``, ``.Png``, ``.PNG``, ...).
 
     Args:
         input_folders (list[str]): Folders.
@@ -133,7 +133,9 @@ def list_images(input_folders):
     for folder in input_folders:
         if not osp.isdir(folder):
             raise FileNotFoundError(f'Input folder {folder} does not exist.')
-        for path in sorted(scandir(folder, suffix=IMG_EXTENSIONS, recursive=False, full_path=True)):
+        images = (p for p in scandir(folder, recursive=False, full_path=True)
+                  if osp.splitext(p)[1].lower() in IMG_EXTENSIONS)
+        for path in sorted(images):
             stem = osp.splitext(osp.basename(path))[0]
             if not stem.isascii():
                 raise ValueError(f'Image {path}: LMDB keys must be ASCII, rename the file.')

@@ -96,6 +96,14 @@ def test_crop_size_0_keeps_whole_images_cropped_to_the_scale(hr_folder, tmp_path
     assert cv2.imread(osp.join(out['lr'][8], 'a.png')).shape == (12, 11, 3)
 
 
+def test_image_extensions_are_recognised_in_any_case(hr_folder, tmp_path):
+    cv2.imwrite(str(hr_folder / 'c.Png'), np.full((48, 48, 3), 7, np.uint8))
+    cv2.imwrite(str(hr_folder / 'd.JPG'), np.full((48, 48, 3), 9, np.uint8))
+    out = prepare_data.prepare(str(hr_folder), str(tmp_path / 'out'), scales=(4, ), crop_size=0, lmdb=False)
+    assert sorted(os.listdir(out['gt'])) == ['a.png', 'b.png', 'c.png', 'd.png']  # notes.txt is not an image
+    assert (cv2.imread(osp.join(out['gt'], 'c.png')) == 7).all()
+
+
 def test_lmdb_meta_info_lists_every_key_with_its_shape(hr_folder, tmp_path):
     out = prepare_data.prepare(str(hr_folder), str(tmp_path / 'out'), scales=(4, ), **CROP)
     assert out['gt_lmdb'] == str(tmp_path / 'out' / 'HR_sub.lmdb')
