@@ -12,6 +12,7 @@ import uuid
 from os import path as osp
 
 import pytest
+import torch
 
 from helpers_train import subprocess_env, write_test_yml, write_train_yml
 
@@ -80,8 +81,10 @@ def test_auto_resume_after_a_killed_run_reaches_the_final_iteration(tmp_path):
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    saved = sorted(int(n.split('.')[0]) for n in os.listdir(states))
-    assert all(n.endswith('.state') for n in os.listdir(states))  # no half-written temporary file left
+    # a kill can interrupt a write, but only ever of a temporary file: every state under its final name is complete
+    saved = sorted(int(n[:-len('.state')]) for n in os.listdir(states) if n.endswith('.state'))
+    for iteration in saved:
+        assert torch.load(osp.join(states, f'{iteration}.state'), weights_only=False)['iter'] == iteration
     last = saved[-1]
     final = last + 3  # the next checkpoint iteration
     result = run(['-m', 'srflow_plugin.train', '-opt', yml, '--auto_resume', '--force_yml',
