@@ -7,34 +7,19 @@ Random weights (the timing does not depend on them). Figures, not assertions: co
 """
 import argparse
 import os
-import resource
 import sys
-import time
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmark_common import peak_memory_line, timed  # noqa: E402
 from srflow_plugin.archs import RELEASED_CONFIGS, SRFlowNet  # noqa: E402
-
-
-def _sync(device):
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
 
 
 def _bytes(obj):
     if torch.is_tensor(obj):
         return obj.numel() * obj.element_size()
     return sum(_bytes(o) for o in obj) if isinstance(obj, (list, tuple)) else 0
-
-
-def _timed(fn, device, repeat):
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(repeat):
-        fn()
-    _sync(device)
-    return (time.perf_counter() - start) / repeat
 
 
 def main(argv=None):
@@ -52,10 +37,10 @@ def main(argv=None):
     lq = torch.rand(1, 3, args.lr_size, args.lr_size, device=device)
     with torch.inference_mode():
         net.decode(lq, temperature=args.temperature)  # warm-up (and the 1x1 conv inverses' cache)
-        condition_time = _timed(lambda: net.condition(lq), device, 1)
+        condition_time = timed(lambda: net.condition(lq), device, 1)
         cond = net.condition(lq)
-        reuse = _timed(lambda: net.decode(cond=cond, temperature=args.temperature), device, args.samples)
-        fresh = _timed(lambda: net.decode(lq, temperature=args.temperature), device, args.samples)
+        reuse = timed(lambda: net.decode(cond=cond, temperature=args.temperature), device, args.samples)
+        fresh = timed(lambda: net.decode(lq, temperature=args.temperature), device, args.samples)
         hr_pixels = (args.lr_size * net.scale)**2
         stored_bytes = _bytes(cond.level_conds) / hr_pixels
         lazy_bytes = _bytes(net.condition(lq, precompute=False).level_conds) / hr_pixels
@@ -70,10 +55,7 @@ def main(argv=None):
     total_reuse = condition_time + args.samples * reuse
     print(f'  {args.samples} samples: {total_reuse:.2f} s reused vs {args.samples * fresh:.2f} s '
           f'({args.samples * fresh / total_reuse:.2f}x)')
-    if device.type == 'cuda':
-        print(f'  peak CUDA memory: {torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB')
-    else:
-        print(f'  peak resident memory of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB')
+    print(f'  {peak_memory_line(device)}')
 
 
 if __name__ == '__main__':

@@ -8,13 +8,12 @@ Random weights and images (the cost does not depend on them). Figures, not asser
 """
 import argparse
 import os
-import resource
 import sys
-import time
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmark_common import peak_memory_line, reset_peak_memory, timed  # noqa: E402
 from srflow_plugin.archs import RELEASED_CONFIGS, SRFlowNet  # noqa: E402
 
 
@@ -46,24 +45,14 @@ def main(argv=None):
         return nll.item()
 
     step()  # warm-up, including the ActNorm data-dependent initialisation
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-    start = time.perf_counter()
-    for _ in range(args.steps):
-        step()
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
-    per_step = (time.perf_counter() - start) / args.steps
+    reset_peak_memory(device)
+    per_step = timed(step, device, args.steps)
 
     print(f'{args.preset}, batch {args.batch} x {args.patch}x{args.patch} GT, encoder '
           f'{"frozen" if args.frozen_encoder else "trained"}, on {device}')
     print(f'  training step (NLL + backward + Adam): {per_step * 1000:9.1f} ms, '
           f'{args.batch * args.patch**2 / per_step / 1e6:.3f} M GT pixels/s')
-    if device.type == 'cuda':
-        print(f'  peak CUDA memory: {torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB')
-    else:
-        print(f'  peak resident memory of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB')
+    print(f'  {peak_memory_line(device)}')
 
 
 if __name__ == '__main__':
