@@ -141,8 +141,8 @@ def test_encoder_checkpoint_mismatch_lists_missing_and_unexpected_keys(tmp_path)
     with pytest.raises(ValueError) as error:
         load_encoder_weights(_encoder_pair(scale=4), str(tmp_path / 'broken.pth'))
     message = str(error.value)
-    assert 'broken.pth' in message and "missing keys: ['conv_hr.bias']" in message
-    assert "unexpected keys: ['extra.weight']" in message
+    assert 'broken.pth' in message and "missing keys (1): ['conv_hr.bias']" in message
+    assert "unexpected keys (1): ['extra.weight']" in message
 
 
 def test_encoder_checkpoint_of_another_scale_names_the_shape_mismatch(tmp_path):

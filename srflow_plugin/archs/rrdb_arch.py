@@ -10,7 +10,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn as nn
 from torch.nn import functional as F
 
-from srflow_plugin.utils import register
+from srflow_plugin.utils import checkpoint_params, load_weights, register
 
 # SRFlow release names -> BasicSR names (the release's RRDB_*.pth and the RRDB part of SRFlow_*.pth)
 RELEASE_RRDB_RENAMES = [
@@ -106,15 +106,6 @@ class SRFlowRRDBNet(nn.Module):
         return self.conv_last(self.lrelu(self.conv_hr(upsampled[-1])))
 
 
-def _state_dict_from_checkpoint(checkpoint, path):
-    if not isinstance(checkpoint, dict):
-        raise ValueError(f'{path}: expected a state dict, got {type(checkpoint).__name__}')
-    for key in ('params_ema', 'params', 'state_dict'):
-        if isinstance(checkpoint.get(key), dict):
-            return checkpoint[key]
-    return checkpoint
-
-
 def encoder_state_dict(state_dict):
     """Brings an RRDB state dict of any supported naming to :class:`SRFlowRRDBNet`'s keys.
 
@@ -145,20 +136,15 @@ def load_encoder_weights(encoder, path, strict=True):
         ValueError: naming the file and listing missing/unexpected keys or mismatched shapes.
     """
     checkpoint = torch.load(path, map_location='cpu', weights_only=True)
-    raw = _state_dict_from_checkpoint(checkpoint, path)
+    if not isinstance(checkpoint, dict):
+        raise ValueError(f'{path}: expected a state dict, got {type(checkpoint).__name__}')
+    raw = checkpoint_params(checkpoint)
+    if raw is None:  # an SRFlow release RRDB_*.pth is the bare state dict
+        raw = checkpoint['state_dict'] if isinstance(checkpoint.get('state_dict'), dict) else checkpoint
     if any(RELEASE_KEY.search(k) for k in raw):
         if getattr(encoder, 'trunk_skip', 'trunk') != 'trunk':
             get_root_logger().warning(f"{path} uses the SRFlow release's names: its weights were trained with "
                                       "the release's long skip; set trunk_skip: trunk on the network to match.")
     state_dict = encoder_state_dict(raw)
-    own = encoder.state_dict()
-    missing = sorted(set(own) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(own))
-    mismatched = [f'{k}: checkpoint {tuple(v.shape)} vs network {tuple(own[k].shape)}'
-                  for k, v in state_dict.items() if k in own and v.shape != own[k].shape]
-    if mismatched or (strict and (missing or unexpected)):
-        raise ValueError(f'{path} does not fit the RRDB encoder ({type(encoder).__name__}, scale '
-                         f'{getattr(encoder, "scale", "?")}):\n  missing keys: {missing}\n  unexpected keys: '
-                         f'{unexpected}\n  shape mismatches: {mismatched}')
-    encoder.load_state_dict({k: v for k, v in state_dict.items() if k in own}, strict=False)
-    return missing, unexpected
+    return load_weights(encoder, state_dict, f'{path} (for the RRDB encoder {type(encoder).__name__}, scale '
+                        f'{getattr(encoder, "scale", "?")})', strict)

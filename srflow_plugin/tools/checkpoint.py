@@ -5,6 +5,8 @@ from os import path as osp
 import torch
 import yaml
 
+from srflow_plugin.utils import checkpoint_params, load_weights
+
 __all__ = ['load_srflow', 'save_srflow', 'network_config']
 
 
@@ -57,11 +59,8 @@ def network_config(checkpoint, path, opt=None):
 
 
 def _state_dict(checkpoint, path):
-    for key in ('params_ema', 'params'):
-        if isinstance(checkpoint.get(key), dict):
-            state_dict = checkpoint[key]
-            break
-    else:
+    state_dict = checkpoint_params(checkpoint)
+    if state_dict is None:
         raise ValueError(f'Checkpoint {path} has neither "params_ema" nor "params" (keys: {sorted(checkpoint)[:10]}).')
     return {k[7:] if k.startswith('module.') else k: v for k, v in state_dict.items()}
 
@@ -94,16 +93,7 @@ def load_srflow(path, opt=None, device='cpu'):
     config = network_config(checkpoint, path, opt)
     state_dict = _state_dict(checkpoint, path)
     net = build_network(deepcopy(config))
-    own = net.state_dict()
-    missing = sorted(set(own) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(own))
-    mismatched = [f'{k}: checkpoint {tuple(v.shape)} vs network {tuple(own[k].shape)}' for k, v in state_dict.items()
-                  if k in own and tuple(v.shape) != tuple(own[k].shape)]
-    if missing or unexpected or mismatched:
-        raise ValueError(f'Checkpoint {path} does not fit the network {config}:\n  missing keys ({len(missing)}): '
-                         f'{missing[:8]}\n  unexpected keys ({len(unexpected)}): {unexpected[:8]}\n  '
-                         f'shape mismatches ({len(mismatched)}): {mismatched[:8]}')
-    net.load_state_dict(state_dict, strict=True)
+    load_weights(net, state_dict, f'Checkpoint {path} (for the network {config})')
     return net.eval().to(device)
 
 

@@ -1,3 +1,4 @@
+from .checkpoint import checkpoint_params, load_weights
 from .registry import register
 
-__all__ = ['register']
+__all__ = ['checkpoint_params', 'load_weights', 'register']
