@@ -14,6 +14,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from srflow_plugin.archs import RELEASED_CONFIGS, SRFlowNet, convert_release_state_dict  # noqa: E402
+from srflow_plugin.utils import load_weights  # noqa: E402
 
 
 def network_config(args):
@@ -40,9 +41,9 @@ def convert(checkpoint, output, config):
         state_dict = state_dict['state_dict']
     net = SRFlowNet(**config)
     try:
-        net.load_state_dict(convert_release_state_dict(state_dict, net), strict=True)
-    except (RuntimeError, ValueError) as error:
-        raise SystemExit(f'{checkpoint} does not fit SRFlowNet({config}):\n{error}')
+        load_weights(net, convert_release_state_dict(state_dict, net), f'{checkpoint} (for SRFlowNet({config}))')
+    except ValueError as error:
+        raise SystemExit(str(error))
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     partial = output + '.partial'
     torch.save({'params': net.state_dict(), 'network_g': {'type': 'SRFlowNet', **config}}, partial)
