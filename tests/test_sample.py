@@ -18,7 +18,6 @@ from srflow_plugin.archs import SRFlowNet
 from srflow_plugin.tools import load_srflow, save_srflow
 from srflow_plugin.tools import sample as sample_tool
 from srflow_plugin.tools.grid import label_height, tile_origin
-from srflow_plugin.tools.tiling import draw_latents
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TINY = dict(scale=4, num_feat=8, num_block=1, num_grow_ch=4, tap_blocks=[0], flow_steps=1, plain_steps=1,
@@ -82,7 +81,7 @@ def _read(path):
 def test_load_srflow_rebuilds_the_saved_network_from_the_checkpoint_config(ckpt):
     net = load_srflow(ckpt)
     lq = torch.rand(1, 3, 6, 8, generator=torch.Generator().manual_seed(0))
-    latents = draw_latents(net, 6, 8, 0.8, torch.Generator().manual_seed(1))
+    latents = net.draw_latents(6, 8, 0.8, torch.Generator().manual_seed(1))
     with torch.no_grad():
         assert torch.equal(net.decode(lq, latents=latents), tiny_net().decode(lq, latents=latents))
     assert not net.training
@@ -124,7 +123,7 @@ def test_draw_latents_draws_what_decode_draws_from_an_equally_seeded_generator()
     with torch.no_grad():
         cond = net.condition(lq)
         drawn = net.decode(cond=cond, temperature=0.8, generator=torch.Generator().manual_seed(7))
-        ours = net.decode(cond=cond, latents=draw_latents(net, 6, 10, 0.8, torch.Generator().manual_seed(7)))
+        ours = net.decode(cond=cond, latents=net.draw_latents(6, 10, 0.8, torch.Generator().manual_seed(7)))
     assert torch.equal(drawn, ours)
 
 
@@ -143,8 +142,8 @@ def test_temperature_zero_gives_one_sample_and_the_generator_still_advances_over
     samples = sample_tool.sample_image(net, lq, [0.0, 0.8], 2, torch.Generator().manual_seed(5))
     assert sorted(samples) == [(0.0, 0), (0.8, 0), (0.8, 1)]
     generator = torch.Generator().manual_seed(5)
-    zero = [draw_latents(net, 6, 8, 0.0, generator) for _ in range(2)][0]  # the 2 draws at tau = 0, then tau = 0.8
-    first = draw_latents(net, 6, 8, 0.8, generator)
+    zero = [net.draw_latents(6, 8, 0.0, generator) for _ in range(2)][0]  # the 2 draws at tau = 0, then tau = 0.8
+    first = net.draw_latents(6, 8, 0.8, generator)
     with torch.no_grad():
         assert torch.equal(samples[(0.0, 0)], net.decode(lq, latents=zero))
         assert torch.equal(samples[(0.8, 0)], net.decode(lq, latents=first))

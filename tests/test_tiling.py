@@ -6,7 +6,7 @@ import torch
 import srflow_plugin  # noqa: F401  (before basicsr: installs the torchvision shim)
 from srflow_plugin.archs import RELEASED_CONFIGS, SRFlowNet
 from srflow_plugin.tools.grid import GAP, label_height, make_grid, tile_origin
-from srflow_plugin.tools.tiling import (decode_tiled, draw_latents, measure_receptive_radius, needed_overlap,
+from srflow_plugin.tools.tiling import (decode_tiled, measure_receptive_radius, needed_overlap,
                                         receptive_radius, tile_boxes)
 from test_sample import tiny_net
 
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.usefixtures('single_thread')
 def case():
     net = tiny_net()
     lq = torch.rand(1, 3, LQ_H, LQ_W, generator=torch.Generator().manual_seed(0))
-    latents = draw_latents(net, LQ_H, LQ_W, 0.9, torch.Generator().manual_seed(1))
+    latents = net.draw_latents(LQ_H, LQ_W, 0.9, torch.Generator().manual_seed(1))
     with torch.no_grad():
         whole = net.decode(lq, latents=latents)
     return net, lq, latents, whole
@@ -62,7 +62,7 @@ def test_decoding_sides_of_1_mod_tile_without_overlap_fills_every_pixel_and_with
         lq_h, lq_w, tile):
     net = tiny_net()
     lq = torch.rand(1, 3, lq_h, lq_w, generator=torch.Generator().manual_seed(0))
-    latents = draw_latents(net, lq_h, lq_w, 0.9, torch.Generator().manual_seed(1))
+    latents = net.draw_latents(lq_h, lq_w, 0.9, torch.Generator().manual_seed(1))
     # NaN-filled outputs show any pixel that no tile core wrote
     zeros = torch.zeros
     with pytest.MonkeyPatch.context() as patch:
@@ -142,7 +142,7 @@ def test_the_network_only_ever_sees_one_tile_with_its_context(case):
 def test_latents_for_another_image_size_are_an_error_naming_the_shapes(case):
     net, lq, latents, _ = case
     with pytest.raises(ValueError, match=r'do not fit the LR image of size 96x91'):
-        decode_tiled(net, lq, [draw_latents(net, 20, 20, 1.0)], TILE, 8)
+        decode_tiled(net, lq, [net.draw_latents(20, 20, 1.0)], TILE, 8)
 
 
 def test_grid_layout_puts_each_picture_below_its_caption_band():

@@ -249,23 +249,38 @@ class SRFlowNet(nn.Module):
         if temperature < 0:
             raise ValueError(f'temperature must be >= 0, got {temperature}')
         cond = self._resolve_condition(lq, cond)
-        shapes = self.latent_shapes(*cond.lq_size)
-        param = next(self.parameters())
         if latents is None:
-            latents = [self._draw(cond.batch, shape, temperature, generator, param) for shape in shapes]
+            latents = self.draw_latents(*cond.lq_size, temperature, generator, batch=cond.batch)
         else:
-            self._check_latents(latents, shapes, cond.batch)
+            self._check_latents(latents, self.latent_shapes(*cond.lq_size), cond.batch)
         split_latents = iter(reversed(latents[:-1]))
         z = latents[-1]
         for level, level_cond in zip(reversed(self.levels), reversed(cond.level_conds)):
             z = level.inverse(z, next(split_latents) if level.split is not None else None, level_cond)
         return z[..., :cond.lq_size[0] * self.scale, :cond.lq_size[1] * self.scale]
 
-    @staticmethod
-    def _draw(batch, shape, temperature, generator, like):
-        device = generator.device if generator is not None else like.device
-        eps = torch.randn((batch, ) + shape, generator=generator, device=device, dtype=like.dtype)
-        return eps.to(like.device) * temperature
+    def draw_latents(self, lq_h, lq_w, temperature=0.8, generator=None, batch=1, device=None, dtype=None):
+        """Latents ~ N(0, temperature^2) for an LR image of lq_h x lq_w, as :meth:`decode` draws them.
+
+        Args:
+            lq_h, lq_w (int): LR size.
+            temperature (float): Standard deviation (tau). Default: 0.8.
+            generator (torch.Generator): Random generator (on any device). Default: torch's global one.
+            batch (int): Samples. Default: 1.
+            device, dtype: Of the result. Default: those of the network's parameters.
+
+        Returns:
+            list[Tensor]: [split latents..., top latent], each [batch, C, H, W]; with equally seeded generators,
+            ``decode(cond=c, latents=draw_latents(...))`` equals ``decode(cond=c, temperature=..., generator=...)``.
+        """
+        if temperature < 0:
+            raise ValueError(f'temperature must be >= 0, got {temperature}')
+        param = next(self.parameters())
+        device = param.device if device is None else torch.device(device)
+        dtype = param.dtype if dtype is None else dtype
+        draw_device = generator.device if generator is not None else device
+        return [(torch.randn((batch, ) + shape, generator=generator, device=draw_device, dtype=dtype) *
+                 temperature).to(device) for shape in self.latent_shapes(lq_h, lq_w)]
 
     def _check_latents(self, latents, shapes, batch):
         got = [tuple(t.shape[1:]) for t in latents]

@@ -39,7 +39,6 @@ from srflow_plugin.metrics import bicubic_downscale
 from srflow_plugin.tools.checkpoint import load_srflow
 from srflow_plugin.tools.grid import make_grid
 from srflow_plugin.tools.sample import image_generator, image_name, read_image, to_image, to_tensor
-from srflow_plugin.tools.tiling import draw_latents
 
 __all__ = ['latent_strides', 'reconstruction_error', 'encode_image', 'save_latents', 'load_latents', 'box_cells',
            'transfer_latents', 'content_transfer', 'style_transfer', 'temperature_sweep', 'main']
@@ -214,7 +213,7 @@ def temperature_sweep(net, lq, temperatures, generator_seed):
     cond = net.condition(lq.to(device))
     outputs = []
     for t in temperatures:
-        latents = draw_latents(net, *lq.shape[-2:], t, torch.Generator().manual_seed(generator_seed), device=device)
+        latents = net.draw_latents(*lq.shape[-2:], t, torch.Generator().manual_seed(generator_seed), device=device)
         outputs.append(net.decode(cond=cond, latents=latents).cpu())
     return outputs
 

@@ -29,7 +29,7 @@ import srflow_plugin  # noqa: F401  (before basicsr: installs the torchvision sh
 from basicsr.utils import img2tensor, imwrite, scandir, tensor2img
 from srflow_plugin.tools.checkpoint import load_srflow
 from srflow_plugin.tools.grid import bicubic_upscale, make_grid, nearest_upscale
-from srflow_plugin.tools.tiling import decode_tiled, draw_latents, tile_boxes
+from srflow_plugin.tools.tiling import decode_tiled, tile_boxes
 
 __all__ = ['main', 'list_images', 'read_image', 'image_name', 'output_names', 'image_generator', 'sample_image',
            'sample_grid', 'output_name', 'temperature_tag', 'IMG_EXTENSIONS']
@@ -142,7 +142,7 @@ def sample_image(net, lq, temperatures, num_samples, generator, tile=None, tile_
     device = next(net.parameters()).device
     lq_h, lq_w = lq.shape[-2:]
     keys = [(t, s) for t in temperatures for s in range(num_samples)]
-    latents = [draw_latents(net, lq_h, lq_w, t, generator) for t, _ in keys]
+    latents = [net.draw_latents(lq_h, lq_w, t, generator, device='cpu') for t, _ in keys]
     kept = [i for i, (t, s) in enumerate(keys) if t > 0 or s == 0]
     keys, latents = [keys[i] for i in kept], [latents[i] for i in kept]
     if tile:

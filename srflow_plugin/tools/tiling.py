@@ -1,7 +1,7 @@
 """Tiled decoding: super-resolve a large LR image one tile at a time, with the latents of the whole image.
 
-Why it matches untiled decoding. The latents are drawn once for the whole image (``draw_latents``, in the same
-order and with the same generator calls as ``SRFlowNet.decode``), and every tile gets the exact crop of every
+Why it matches untiled decoding. The latents are drawn once for the whole image (``SRFlowNet.draw_latents``, as
+``SRFlowNet.decode`` draws them), and every tile gets the exact crop of every
 latent level. Each output pixel depends only on LR pixels and latents within the network's receptive radius
 (``receptive_radius``); a tile that sees ``overlap >= radius`` LR pixels of context around its core therefore
 computes its core exactly as the whole image would, and only cores are stitched. Latent levels run at 2^k times
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ['Tile', 'tile_boxes', 'draw_latents', 'decode_tiled', 'receptive_radius', 'needed_overlap',
+__all__ = ['Tile', 'tile_boxes', 'decode_tiled', 'receptive_radius', 'needed_overlap',
            'measure_receptive_radius']
 
 
@@ -65,21 +65,6 @@ def tile_boxes(lq_h, lq_w, tile, overlap):
     return tiles
 
 
-def draw_latents(net, lq_h, lq_w, temperature, generator=None, batch=1, device='cpu', dtype=torch.float32):
-    """Latents ~ N(0, temperature^2) for an LR image of lq_h x lq_w, drawn exactly as ``net.decode`` draws them
-    (same shapes, order and generator calls), so ``net.decode(cond=c, latents=draw_latents(..., g))`` equals
-    ``net.decode(cond=c, temperature=t, generator=g')`` for equally seeded generators g, g'.
-
-    Returns:
-        list[Tensor]: [split latents..., top latent], each [batch, C, H, W] on ``device``.
-    """
-    if temperature < 0:
-        raise ValueError(f'temperature must be >= 0, got {temperature}')
-    gen_device = generator.device if generator is not None else device
-    return [(torch.randn((batch, ) + tuple(shape), generator=generator, device=gen_device, dtype=dtype) *
-             temperature).to(device) for shape in net.latent_shapes(lq_h, lq_w)]
-
-
 def _latent_crop(latent, box, padded_size, padded_box_size):
     """The cells of ``latent`` (of the whole padded LR image) under the LR box (y0, x0) + padded_box_size."""
     (y0, x0), (ph, pw) = box, padded_box_size
@@ -103,7 +88,7 @@ def decode_tiled(net, lq, latents_list, tile, overlap, progress=None):
         net (SRFlowNet): The network (its device is used for every tile).
         lq (Tensor): LR images [B, C, h, w] (any device; tiles are moved to the network's device).
         latents_list (list[list[Tensor]]): One latent list per wanted output, each for the whole image (as
-            ``draw_latents`` or ``net.encode`` gives them).
+            ``net.draw_latents`` or ``net.encode`` gives them).
         tile (int): Core size in LR pixels (even).
         overlap (int): Context on each side in LR pixels (even); exact results need ``overlap >=
             receptive_radius(net)`` (smaller values trade seams for speed).
@@ -186,7 +171,7 @@ def measure_receptive_radius(net, lq_h, lq_w, generator=None):
     """
     device = next(net.parameters()).device
     lq = torch.rand(1, net.in_channels, lq_h, lq_w, generator=generator).to(device).requires_grad_(True)
-    latents = [z.requires_grad_(True) for z in draw_latents(net, lq_h, lq_w, 0.8, generator, device=device)]
+    latents = [z.requires_grad_(True) for z in net.draw_latents(lq_h, lq_w, 0.8, generator, device=device)]
     with torch.enable_grad():
         sr = net.decode(lq, latents=latents)
         cy, cx = (lq_h // 2) * net.scale + net.scale // 2, (lq_w // 2) * net.scale + net.scale // 2
