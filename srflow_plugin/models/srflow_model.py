@@ -328,9 +328,8 @@ class SRFlowModel(BaseModel):
                 if gt is not None and calc_nll:
                     image_values['nll'] = float(net.encode(gt, cond=cond)[1].mean()) + nll_constant
                 generator = torch.Generator(device=self.device).manual_seed(self._sample_seed(img_name))
-                shapes = net.latent_shapes(*self.lq.shape[-2:])
-                noise = [[torch.randn((1, ) + s, generator=generator, device=self.device) for s in shapes]
-                         for _ in range(n_sample)]
+                # unit-variance draws, scaled per heat: the samples of all heats share their noise
+                noise = [net.draw_latents(*self.lq.shape[-2:], 1.0, generator) for _ in range(n_sample)]
                 for heat in heats:
                     samples = noise[:1] if heat == 0 else noise  # tau = 0 is deterministic
                     heat_values = OrderedDict()
