@@ -12,6 +12,7 @@ from srflow_plugin.tools import load_srflow
 from srflow_plugin.tools import latent as latent_tool
 from srflow_plugin.tools import sample as sample_tool
 from srflow_plugin.tools.grid import GAP, label_height, tile_origin
+from srflow_plugin.utils.image import to_tensor
 from test_sample import write_image, write_tiny_checkpoint
 
 HR_H, HR_W = 48, 40
@@ -37,8 +38,8 @@ def net(files):
 
 def _encoded(net, path):
     hr, lr = latent_tool.load_pair(str(path), None, net.scale)
-    return sample_tool.to_tensor(hr), sample_tool.to_tensor(lr), latent_tool.encode_image(
-        net, sample_tool.to_tensor(hr), sample_tool.to_tensor(lr))
+    return to_tensor(hr), to_tensor(lr), latent_tool.encode_image(
+        net, to_tensor(hr), to_tensor(lr))
 
 
 def _read(path):
@@ -59,7 +60,7 @@ def test_encode_cli_writes_latents_that_reload_to_the_same_decode(net, files, tm
                                str(tmp_path)])
     assert sorted(os.listdir(tmp_path)) == ['a_encode.txt', 'a_latents.pt', 'a_lr.png', 'a_reconstruction.png']
     latents = latent_tool.load_latents(str(tmp_path / 'a_latents.pt'))
-    lr = sample_tool.to_tensor(_read(tmp_path / 'a_lr.png'))
+    lr = to_tensor(_read(tmp_path / 'a_lr.png'))
     with torch.no_grad():
         assert torch.equal(net.decode(lr, latents=latents), result['reconstruction'])
     report = (tmp_path / 'a_encode.txt').read_text()

@@ -268,7 +268,7 @@ def test_validation_saves_one_image_per_heat_and_sample(tmp_path):
     SRFlowModel(opt).validation(val_loader(1), 12, None, save_img=True)
     files = sorted(os.listdir(osp.join(opt['path']['visualization'], 'val0')))
     # tau = 0 is deterministic: one sample
-    assert files == ['val0_12_h0.75_s0.png', 'val0_12_h0.75_s1.png', 'val0_12_h0.75_s2.png', 'val0_12_h0_s0.png']
+    assert files == ['val0_12_t0.75_s0.png', 'val0_12_t0.75_s1.png', 'val0_12_t0.75_s2.png', 'val0_12_t0_s0.png']
 
 
 def test_validation_samples_are_reproducible_and_differ_between_samples(tmp_path):
@@ -279,7 +279,7 @@ def test_validation_samples_are_reproducible_and_differ_between_samples(tmp_path
     assert model.metric_results == first
     folder = osp.join(model.opt['path']['visualization'], 'val0')
     import cv2
-    s0, s1 = (cv2.imread(osp.join(folder, f'val0_2_h0.9_s{s}.png')) for s in (0, 1))
+    s0, s1 = (cv2.imread(osp.join(folder, f'val0_2_t0.9_s{s}.png')) for s in (0, 1))
     assert (s0 != s1).any()
 
 
@@ -303,7 +303,7 @@ def test_testing_writes_a_csv_per_dataset(tmp_path):
     assert set(rows[0]) == {'image', 'heat', 'psnr', 'lr_psnr', 'nll'}
     mean_psnr = (float(rows[0]['psnr']) + float(rows[2]['psnr'])) / 2
     assert float(rows[4]['psnr']) == pytest.approx(mean_psnr, abs=1e-5)
-    assert os.path.isfile(osp.join(opt['path']['visualization'], 'set5', 'val1_h0.8_s1_unit.png'))
+    assert os.path.isfile(osp.join(opt['path']['visualization'], 'set5', 'val1_unit_t0.8_s1.png'))
 
 
 def test_save_refuses_non_finite_weights_and_writes_nothing(tmp_path):

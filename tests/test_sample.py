@@ -18,6 +18,7 @@ from srflow_plugin.archs import SRFlowNet
 from srflow_plugin.tools import load_srflow, save_srflow
 from srflow_plugin.tools import sample as sample_tool
 from srflow_plugin.tools.grid import label_height, tile_origin
+from srflow_plugin.utils.sampling import image_name, output_name
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TINY = dict(scale=4, num_feat=8, num_block=1, num_grow_ch=4, tap_blocks=[0], flow_steps=1, plain_steps=1,
@@ -136,17 +137,25 @@ def test_samples_of_one_image_share_one_lr_encoding():
     assert len(samples) == 1 + 3 + 3 and calls == [(1, 3, 6, 6)]
 
 
-def test_temperature_zero_gives_one_sample_and_the_generator_still_advances_over_its_draws():
+def test_temperature_zero_gives_one_sample_and_every_temperature_scales_the_same_noise_per_sample():
     net = tiny_net()
     lq = torch.rand(1, 3, 6, 8, generator=torch.Generator().manual_seed(0))
-    samples = sample_tool.sample_image(net, lq, [0.0, 0.8], 2, torch.Generator().manual_seed(5))
-    assert sorted(samples) == [(0.0, 0), (0.8, 0), (0.8, 1)]
+    samples = sample_tool.sample_image(net, lq, [0.0, 0.8, 0.9], 2, torch.Generator().manual_seed(5))
+    assert sorted(samples) == [(0.0, 0), (0.8, 0), (0.8, 1), (0.9, 0), (0.9, 1)]
     generator = torch.Generator().manual_seed(5)
-    zero = [net.draw_latents(6, 8, 0.0, generator) for _ in range(2)][0]  # the 2 draws at tau = 0, then tau = 0.8
-    first = net.draw_latents(6, 8, 0.8, generator)
+    noise = [net.draw_latents(6, 8, 1.0, generator) for _ in range(2)]  # z_0, z_1: sample k decodes T * z_k
     with torch.no_grad():
-        assert torch.equal(samples[(0.0, 0)], net.decode(lq, latents=zero))
-        assert torch.equal(samples[(0.8, 0)], net.decode(lq, latents=first))
+        assert torch.equal(samples[(0.0, 0)], net.decode(lq, latents=[0 * z for z in noise[0]]))
+        for t, k in [(0.8, 0), (0.8, 1), (0.9, 1)]:
+            assert torch.equal(samples[(t, k)], net.decode(lq, latents=[t * z for z in noise[k]]))
+
+
+def test_a_sample_does_not_depend_on_the_other_temperatures_asked_for():
+    net = tiny_net()
+    lq = torch.rand(1, 3, 6, 8, generator=torch.Generator().manual_seed(0))
+    alone = sample_tool.sample_image(net, lq, [0.8], 2, torch.Generator().manual_seed(5))
+    among = sample_tool.sample_image(net, lq, [0.0, 0.5, 0.8], 2, torch.Generator().manual_seed(5))
+    assert all(torch.equal(alone[(0.8, k)], among[(0.8, k)]) for k in (0, 1))
 
 
 def test_cli_writes_every_sample_at_every_temperature_but_one_at_zero_at_scale_times_the_lr_size(
@@ -202,16 +211,16 @@ def test_an_unreadable_image_is_an_error_naming_it(ckpt, tmp_path):
 
 
 def test_div2k_lr_names_lose_their_scale_suffix_so_measure_py_pairs_them_with_the_gt():
-    assert sample_tool.image_name('/d/0801x4.png', 4) == '0801'
-    assert sample_tool.image_name('/d/0801x4.png', 8) == '0801x4'
-    assert sample_tool.output_name('0801', 0.9, 2) == '0801_t0.9_s2.png'
-    assert sample_tool.output_name('0801', 0, 0) == '0801_t0_s0.png'
+    assert image_name('/d/0801x4.png', 4) == '0801'
+    assert image_name('/d/0801x4.png', 8) == '0801x4'
+    assert output_name('0801', 0.9, 2) == '0801_t0.9_s2.png'
+    assert output_name('0801', 0, 0) == '0801_t0_s0.png'
 
 
 @pytest.mark.parametrize('file, name', [('box4.png', 'box4'), ('img_x4.png', 'img_x4'), ('x4.png', 'x4'),
                                         ('cat_0801x4.png', 'cat_0801'), ('0801x8.png', '0801x8')])
 def test_the_scale_suffix_is_only_removed_after_a_digit(file, name):
-    assert sample_tool.image_name(f'/d/{file}', 4) == name
+    assert image_name(f'/d/{file}', 4) == name
 
 
 @pytest.mark.parametrize('files', [('0801.png', '0801x4.png'), ('a.jpg', 'a.png')])

@@ -1,7 +1,5 @@
-"""SRFlowModel: trains SRFlowNet by maximum likelihood and validates it at several temperatures."""
-import csv
+"""SRFlowModel: trains SRFlowNet by maximum likelihood; validation lives in :mod:`srflow_plugin.models.validation`."""
 import os
-import zlib
 from collections import OrderedDict
 from copy import deepcopy
 from os import path as osp
@@ -9,25 +7,19 @@ from os import path as osp
 import torch
 from basicsr.archs import build_network
 from basicsr.losses import build_loss
-from basicsr.metrics import calculate_metric
 from basicsr.models.base_model import BaseModel
-from basicsr.utils import get_root_logger, imwrite, tensor2img
+from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import MODEL_REGISTRY
 from torch.nn.parallel import DataParallel, DistributedDataParallel
-from tqdm import tqdm
 
 from srflow_plugin.archs.flow_layers import ActNorm
 from srflow_plugin.archs.rrdb_arch import load_encoder_weights
 from srflow_plugin.losses import FlowNLLLoss  # noqa: F401  (registers the default train.nll_opt)
 from srflow_plugin.metrics import calculate_lpips, calculate_lr_psnr  # noqa: F401  (registers the val metrics)
+from srflow_plugin.models.validation import validate, write_metrics_csv
 from srflow_plugin.options_schema import check_options, get_option
 from srflow_plugin.utils import register
-
-
-def heat_suffix(heat):
-    """'t0', 't0.5', 't0.75', 't1': the suffix of per-heat metric keys."""
-    return f't{float(heat):g}'
 
 
 def _atomic_torch_save(obj, path):
@@ -252,166 +244,17 @@ class SRFlowModel(BaseModel):
         if self.opt['rank'] == 0:
             self.nondist_validation(dataloader, current_iter, tb_logger, save_img)
 
-    def _sample_seed(self, img_name):
-        return int(get_option(self.opt, 'val', 'seed')) * 1000003 + zlib.crc32(img_name.encode())
-
-    def _image_path(self, img_name, dataset_name, current_iter, heat, sample):
-        tag = f'h{float(heat):g}_s{sample}'
-        if self.opt['is_train']:
-            return osp.join(self.opt['path']['visualization'], img_name, f'{img_name}_{current_iter}_{tag}.png')
-        suffix = self.opt['val'].get('suffix') or self.opt['name']
-        return osp.join(self.opt['path']['visualization'], dataset_name, f'{img_name}_{tag}_{suffix}.png')
-
-    def _metric_better(self):
-        better = {'nll': 'lower'}
-        metrics = self.opt['val'].get('metrics') or {}
-        for heat in self.val_heats:
-            for name, metric_opt in metrics.items():
-                better[f'{name}_{heat_suffix(heat)}'] = metric_opt.get('better', 'higher')
-        return better
-
-    def _initialize_best_metric_results(self, dataset_name):
-        """Like BaseModel's, with one record per metric and heat (and the NLL)."""
-        if not hasattr(self, 'best_metric_results'):
-            self.best_metric_results = dict()
-        if dataset_name not in self.best_metric_results:
-            self.best_metric_results[dataset_name] = {
-                key: dict(better=better, val=float('-inf') if better == 'higher' else float('inf'), iter=-1)
-                for key, better in self._metric_better().items()
-            }
-
-    @property
-    def val_heats(self):
-        return [float(h) for h in get_option(self.opt, 'val', 'heats')]
-
-    def _image_metrics(self, sr_img, gt_img, lq_img):
-        values = OrderedDict()
-        data = dict(img=sr_img, img2=gt_img, lq=lq_img)
-        for name, metric_opt in (self.opt['val'].get('metrics') or {}).items():
-            metric_opt = {k: v for k, v in metric_opt.items() if k != 'better'}
-            values[name] = float(calculate_metric(data, metric_opt))
-        return values
-
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
-        """Samples every image at every heat (``val.heats``) ``val.n_sample`` times from one LR encoding.
-
-        Metrics (``val.metrics``) are averaged over the samples of a heat, then over the images, under keys
-        ``<metric>_t<heat>``; ``nll`` is the validation NLL in bits per dimension, on the training loss's scale
-        (including the dequantisation constant of ``train.nll_opt`` when training).
-        """
-        dataset_name = dataloader.dataset.opt['name']
-        heats, n_sample = self.val_heats, int(get_option(self.opt, 'val', 'n_sample'))
-        calc_nll = get_option(self.opt, 'val', 'calc_nll')
+        """Samples every image at every heat (``val.heats``) ``val.n_sample`` times (see
+        :mod:`srflow_plugin.models.validation`); ``nll`` is on the training loss's scale (with the dequantisation
+        constant of ``train.nll_opt`` when training). In testing, also writes the metrics CSV."""
         # on the training loss's scale: with dequantisation, the NLL of the discrete image (+ log2(q) bits/dim)
         nll_constant = self.cri_nll.constant if hasattr(self, 'cri_nll') else 0.0
-        net = self._inference_net()
-        self._initialize_best_metric_results(dataset_name)
-        rows = []  # one per image and heat, for the CSV
-        sums, counts = OrderedDict(), OrderedDict()
-        pbar = tqdm(total=len(dataloader), unit='image') if self.opt['val'].get('pbar', False) else None
-
-        for val_data in dataloader:
-            img_name = osp.splitext(osp.basename(val_data['lq_path'][0]))[0]
-            self.feed_data(val_data)
-            lq_img = tensor2img([self.lq.detach().cpu()])
-            gt = getattr(self, 'gt', None)
-            out_h, out_w = self.lq.shape[-2] * net.scale, self.lq.shape[-1] * net.scale
-            if gt is not None:
-                gt = gt[..., :out_h, :out_w]
-                if gt.shape[-2:] != (out_h, out_w):
-                    raise ValueError(f'GT of {img_name} has shape {tuple(gt.shape)}, smaller than {net.scale}x '
-                                     f'its LR {tuple(self.lq.shape)}')
-                gt_img = tensor2img([gt.detach().cpu()])
-            with torch.no_grad():
-                cond = net.condition(self.lq, precompute=get_option(self.opt, 'val', 'precompute_condition'))
-                image_values = OrderedDict()
-                if gt is not None and calc_nll:
-                    image_values['nll'] = float(net.encode(gt, cond=cond)[1].mean()) + nll_constant
-                generator = torch.Generator(device=self.device).manual_seed(self._sample_seed(img_name))
-                # unit-variance draws, scaled per heat: the samples of all heats share their noise
-                noise = [net.draw_latents(*self.lq.shape[-2:], 1.0, generator) for _ in range(n_sample)]
-                for heat in heats:
-                    samples = noise[:1] if heat == 0 else noise  # tau = 0 is deterministic
-                    heat_values = OrderedDict()
-                    for sample, eps in enumerate(samples):
-                        self.output = net.decode(cond=cond, latents=[t * heat for t in eps])
-                        sr_img = tensor2img([self.output.detach().cpu()])
-                        if save_img:
-                            imwrite(sr_img, self._image_path(img_name, dataset_name, current_iter, heat, sample))
-                        if gt is not None:
-                            for name, value in self._image_metrics(sr_img, gt_img, lq_img).items():
-                                heat_values.setdefault(name, []).append(value)
-                    row = OrderedDict(image=img_name, heat=heat)
-                    for name, values in heat_values.items():
-                        row[name] = sum(values) / len(values)
-                        key = f'{name}_{heat_suffix(heat)}'
-                        image_values[key] = row[name]
-                    if 'nll' in image_values:
-                        row['nll'] = image_values['nll']
-                    rows.append(row)
-            for key, value in image_values.items():
-                sums[key] = sums.get(key, 0.0) + value
-                counts[key] = counts.get(key, 0) + 1
-            del self.lq
-            if hasattr(self, 'gt'):
-                del self.gt
-            if pbar is not None:
-                pbar.update(1)
-                pbar.set_description(f'Test {img_name}')
-        if pbar is not None:
-            pbar.close()
+        rows = validate(self, self._inference_net(), dataloader, current_iter, tb_logger, save_img, nll_constant)
         self.net_g.train()
-
-        self.metric_results = OrderedDict((key, sums[key] / counts[key]) for key in sums)
-        for key, value in self.metric_results.items():
-            self._update_best_metric_result(dataset_name, key, value, current_iter)
-        self._log_validation_metric_values(current_iter, dataset_name, tb_logger)
-        if not self.opt['is_train'] and get_option(self.opt, 'val', 'save_csv'):
-            self._write_csv(dataset_name, rows)
-
-    def _log_validation_metric_values(self, current_iter, dataset_name, tb_logger):
-        metrics = list((self.opt['val'].get('metrics') or {}).keys())
-        best = self.best_metric_results[dataset_name]
-        lines = [f'Validation {dataset_name}, iter {current_iter}']
-        if 'nll' in self.metric_results:
-            lines.append(f'\t # nll: {self.metric_results["nll"]:.4f} bits/dim\tBest: {best["nll"]["val"]:.4f} '
-                         f'@ {best["nll"]["iter"]} iter')
-        if metrics:
-            lines.append('\t heat  ' + ''.join(f'{name:>12s}' for name in metrics))
-            for heat in self.val_heats:
-                cells = [self.metric_results.get(f'{name}_{heat_suffix(heat)}', float('nan')) for name in metrics]
-                lines.append(f'\t {heat:<5g} ' + ''.join(f'{value:12.4f}' for value in cells))
-            for key, value in self.metric_results.items():
-                if key != 'nll':
-                    lines.append(f'\t # {key}: {value:.4f}\tBest: {best[key]["val"]:.4f} @ {best[key]["iter"]} iter')
-        get_root_logger().info('\n'.join(lines))
-        if tb_logger:
-            for key, value in self.metric_results.items():
-                tb_logger.add_scalar(f'metrics/{dataset_name}/{key}', value, current_iter)
-
-    @master_only
-    def _write_csv(self, dataset_name, rows):
-        """results/<name>/metrics_<dataset>.csv: one row per image and heat, then the mean over images."""
-        if not rows:
-            return
-        columns = list(rows[0].keys())
-        means = []
-        for heat in self.val_heats:
-            heat_rows = [row for row in rows if row['heat'] == heat]
-            mean = OrderedDict(image='mean', heat=heat)
-            for column in columns[2:]:
-                values = [row[column] for row in heat_rows if column in row]
-                mean[column] = sum(values) / len(values) if values else float('nan')
-            means.append(mean)
-        csv_path = osp.join(self.opt['path']['results_root'], f'metrics_{dataset_name}.csv')
-        os.makedirs(osp.dirname(csv_path), exist_ok=True)
-        with open(csv_path, 'w', newline='') as f:
-            writer = csv.DictWriter(f, fieldnames=columns)
-            writer.writeheader()
-            for row in rows + means:
-                writer.writerow({k: (f'{v:.6f}' if isinstance(v, float) and k != 'heat' else v)
-                                 for k, v in row.items()})
-        get_root_logger().info(f'Metrics of {dataset_name} written to {csv_path}')
+        if not self.opt['is_train'] and get_option(self.opt, 'val', 'save_csv') and self.opt['rank'] == 0:
+            write_metrics_csv(self.opt, dataloader.dataset.opt['name'], rows,
+                              [float(h) for h in get_option(self.opt, 'val', 'heats')])
 
     # ------------------------------------------------------------------ checkpoints
     def _check_finite(self):

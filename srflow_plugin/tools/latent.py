@@ -38,7 +38,8 @@ from basicsr.utils import imwrite
 from srflow_plugin.metrics import bicubic_downscale
 from srflow_plugin.tools.checkpoint import load_srflow
 from srflow_plugin.tools.grid import make_grid
-from srflow_plugin.tools.sample import image_generator, image_name, read_image, to_image, to_tensor
+from srflow_plugin.utils.image import read_image, to_image, to_tensor
+from srflow_plugin.utils.sampling import draw_noise, image_generator, image_name, scaled
 
 __all__ = ['latent_strides', 'reconstruction_error', 'encode_image', 'save_latents', 'load_latents', 'box_cells',
            'transfer_latents', 'content_transfer', 'style_transfer', 'temperature_sweep', 'main']
@@ -202,20 +203,18 @@ def style_transfer(net, source_latents, target_lq, target_latents=None, normaliz
 
 
 @torch.no_grad()
-def temperature_sweep(net, lq, temperatures, generator_seed):
-    """One sample per temperature from the same standard-normal draw (a generator seeded with ``generator_seed``
-    for each), so that only the temperature changes along the sweep.
+def temperature_sweep(net, lq, temperatures, generator):
+    """Sample 0 at every temperature: ``T * z_0`` with ``z_0`` the first draw of ``generator`` (as
+    :mod:`srflow_plugin.utils.sampling` draws it), so that only the temperature changes along the sweep and each tile
+    is the ``_s0`` sample that ``srflow-sample`` writes with the same seed.
 
     Returns:
         list[Tensor]: HR images (CPU, not clamped), one per temperature.
     """
     device = next(net.parameters()).device
     cond = net.condition(lq.to(device))
-    outputs = []
-    for t in temperatures:
-        latents = net.draw_latents(*lq.shape[-2:], t, torch.Generator().manual_seed(generator_seed), device=device)
-        outputs.append(net.decode(cond=cond, latents=latents).cpu())
-    return outputs
+    noise = draw_noise(net, *lq.shape[-2:], 1, generator)[0]
+    return [net.decode(cond=cond, latents=scaled(noise, t, device)).cpu() for t in temperatures]
 
 
 # ---------------------------------------------------------------------------------------------------- CLI
@@ -304,8 +303,7 @@ def run_transfer(args, net):
 def run_sweep(args, net):
     lq_img = read_image(args.input)
     name = image_name(args.input, net.scale)
-    seed = image_generator(args.seed, name).initial_seed()
-    outputs = temperature_sweep(net, to_tensor(lq_img), args.temperatures, seed)
+    outputs = temperature_sweep(net, to_tensor(lq_img), args.temperatures, image_generator(args.seed, name))
     grid = make_grid([[(f'tau={t:g}', to_image(sr)) for t, sr in zip(args.temperatures, outputs)]])
     os.makedirs(args.output, exist_ok=True)
     path = osp.join(args.output, f'{name}_sweep.png')

@@ -16,104 +16,22 @@ smaller overlap trades exactness at the tile seams for speed. Grids go to ``<out
 ``<out>``, where measure.py would take them for samples).
 """
 import argparse
-import hashlib
 import os
 from os import path as osp
 
-import cv2
-import numpy as np
 import torch
 from tqdm import tqdm
 
 import srflow_plugin  # noqa: F401  (before basicsr: installs the torchvision shim)
-from basicsr.utils import img2tensor, imwrite, scandir, tensor2img
+from basicsr.utils import imwrite
 from srflow_plugin.tools.checkpoint import load_srflow
 from srflow_plugin.tools.grid import bicubic_upscale, make_grid, nearest_upscale
 from srflow_plugin.tools.tiling import decode_tiled, tile_boxes
+from srflow_plugin.utils.image import IMG_EXTENSIONS, crop_gt_to_sr, list_images, read_image, to_image, to_tensor
+from srflow_plugin.utils.sampling import (draw_noise, image_generator, output_name, output_names, sample_keys, scaled,
+                                          temperature_tag)
 
-__all__ = ['main', 'list_images', 'read_image', 'image_name', 'output_names', 'image_generator', 'sample_image',
-           'sample_grid', 'output_name', 'temperature_tag', 'IMG_EXTENSIONS']
-
-IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm')
-
-
-def list_images(path):
-    """[path] for a file; the images (by extension, sorted, not recursive) of a folder; else an error."""
-    if osp.isfile(path):
-        return [path]
-    if osp.isdir(path):
-        images = sorted(osp.join(path, p) for p in scandir(path, recursive=False)
-                        if osp.splitext(p)[1].lower() in IMG_EXTENSIONS)
-        if not images:
-            raise FileNotFoundError(f'Folder {path} holds no images ({", ".join(IMG_EXTENSIONS)}).')
-        return images
-    raise FileNotFoundError(f'Input {path} is neither an image file nor a folder.')
-
-
-def read_image(path):
-    """HWC uint8 BGR image, or an OSError naming the file."""
-    img = cv2.imread(path, cv2.IMREAD_COLOR)
-    if img is None:
-        raise OSError(f'Cannot read image {path} (missing, corrupt or not an image).')
-    return img
-
-
-def image_name(path, scale):
-    """File stem without a DIV2K ``x<scale>`` suffix: ``0801x4.png`` -> ``0801`` (at scale 4). The suffix is only
-    removed after a digit, as in DIV2K's names: ``box4.png`` and ``img_x4.png`` keep their stems."""
-    stem = osp.splitext(osp.basename(path))[0]
-    suffix = f'x{scale}'
-    head = stem[:-len(suffix)]
-    return head if stem.endswith(suffix) and head[-1:].isdigit() else stem
-
-
-def output_names(paths, scale):
-    """The ``image_name`` of every input, checked to be unique (the outputs and the random generator of an image
-    follow from its name, so two inputs of one name would overwrite each other's samples).
-
-    Returns:
-        list[str]: One name per path, in order.
-
-    Raises:
-        ValueError: naming the input files that share a name.
-    """
-    names = [image_name(p, scale) for p in paths]
-    owners = {}
-    for path, name in zip(paths, names):
-        owners.setdefault(name, []).append(path)
-    clashes = {name: files for name, files in owners.items() if len(files) > 1}
-    if clashes:
-        listed = '; '.join(f'{", ".join(files)} -> {name}' for name, files in sorted(clashes.items()))
-        raise ValueError(f'Input images would get the same output name (and overwrite each other): {listed}. '
-                         'Rename or move one of each.')
-    return names
-
-
-def image_generator(seed, name):
-    """A CPU torch.Generator seeded from (seed, image name): independent of the other images processed."""
-    digest = hashlib.sha256(f'{seed}/{name}'.encode()).digest()
-    return torch.Generator().manual_seed(int.from_bytes(digest[:8], 'little') & (2**63 - 1))
-
-
-def temperature_tag(temperature):
-    """How a temperature is written in output names (``0.9`` -> ``'0.9'``, ``0`` -> ``'0'``); measure.py's
-    ``--temperature`` uses it to find the files of one temperature."""
-    return f'{float(temperature):g}'
-
-
-def output_name(name, temperature, sample):
-    """``<name>_t<temperature tag>_s<sample>.png``, e.g. ``0801_t0.9_s2.png``."""
-    return f'{name}_t{temperature_tag(temperature)}_s{sample}.png'
-
-
-def to_tensor(img):
-    """uint8 BGR HWC -> float RGB [1, 3, h, w] in [0, 1]."""
-    return img2tensor(img.astype(np.float32) / 255., bgr2rgb=True, float32=True).unsqueeze(0)
-
-
-def to_image(tensor):
-    """float RGB [1, 3, H, W] -> uint8 BGR HWC, clamped to [0, 1] first."""
-    return tensor2img(tensor.detach().clamp(0, 1), rgb2bgr=True, min_max=(0, 1))
+__all__ = ['main', 'sample_image', 'sample_grid', 'find_gt']
 
 
 @torch.no_grad()
@@ -121,17 +39,18 @@ def sample_image(net, lq, temperatures, num_samples, generator, tile=None, tile_
     """Draws ``num_samples`` super-resolutions of one LR image at every temperature > 0, and one at temperature 0
     (all its latents are zero, so every sample would be the same picture).
 
-    The latents are drawn from ``generator`` in the order temperatures x samples (temperature 0 included: the
-    generator advances ``num_samples`` draws there too), for the whole image (so tiled and untiled sampling give
-    the same pictures when the overlap covers the receptive field); the LR image is encoded once (once per tile
-    when tiled) and shared by all samples.
+    Sample ``k`` decodes ``T * z_k`` at temperature ``T``, where ``z_k`` is the ``k``-th unit-variance draw of
+    ``generator`` (:mod:`srflow_plugin.utils.sampling`, as validation draws them): the samples of all temperatures
+    share their noise, and a sample does not depend on which other temperatures are asked for. The latents are
+    drawn for the whole image (so tiled and untiled sampling give the same pictures when the overlap covers the
+    receptive field); the LR image is encoded once (once per tile when tiled) and shared by all samples.
 
     Args:
         net (SRFlowNet): The network.
         lq (Tensor): One LR image [1, C, h, w] in [0, 1] (any device).
         temperatures (Sequence[float]): Standard deviations of the latents.
         num_samples (int): Samples per temperature.
-        generator (torch.Generator): A CPU generator.
+        generator (torch.Generator): A CPU generator (:func:`~srflow_plugin.utils.sampling.image_generator`).
         tile (int | None): Tile core size in LR pixels (even) for tiled decoding; None decodes the whole image.
         tile_overlap (int): Context around each tile in LR pixels (even).
 
@@ -140,11 +59,9 @@ def sample_image(net, lq, temperatures, num_samples, generator, tile=None, tile_
         temperature 0 has the one key (0.0, 0).
     """
     device = next(net.parameters()).device
-    lq_h, lq_w = lq.shape[-2:]
-    keys = [(t, s) for t in temperatures for s in range(num_samples)]
-    latents = [net.draw_latents(lq_h, lq_w, t, generator, device='cpu') for t, _ in keys]
-    kept = [i for i, (t, s) in enumerate(keys) if t > 0 or s == 0]
-    keys, latents = [keys[i] for i in kept], [latents[i] for i in kept]
+    keys = sample_keys(temperatures, num_samples)
+    noise = draw_noise(net, *lq.shape[-2:], max(s for _, s in keys) + 1, generator)
+    latents = [scaled(noise[s], t) for t, s in keys]
     if tile:
         return dict(zip(keys, decode_tiled(net, lq, latents, tile, tile_overlap)))
     cond = net.condition(lq.to(device))
@@ -190,11 +107,7 @@ def find_gt(gt, name, sr_shape, scale):
         if not found:
             raise FileNotFoundError(f'No GT image for {name} in {gt} (looked for {name}.png, .jpg, ...).')
         path = found[0]
-    img = read_image(path)
-    h, w = sr_shape[:2]
-    if not (h <= img.shape[0] < h + scale and w <= img.shape[1] < w + scale):
-        raise ValueError(f'GT {path} of size {img.shape[1]}x{img.shape[0]} does not fit the SR size {w}x{h}.')
-    return img[:h, :w]
+    return crop_gt_to_sr(read_image(path), sr_shape[:2], scale, f'GT {path}', 'the SR image')
 
 
 def parse_args(argv=None):

@@ -1,0 +1,120 @@
+"""Image files and tensors: the one place that reads images, converts them and fits a GT to an SR image.
+
+Validation, ``srflow-sample``, ``srflow-latent``, ``srflow-measure`` and ``srflow-prepare-data`` all read and convert
+images here, so an unreadable file gets the same error everywhere and pixels are converted one way.
+"""
+import os
+from os import path as osp
+
+import cv2
+import numpy as np
+from basicsr.utils import img2tensor, scandir, tensor2img
+
+__all__ = ['IMG_EXTENSIONS', 'is_image_file', 'list_images', 'images_in', 'read_image', 'to_tensor', 'to_image',
+           'crop_gt_to_sr', 'nonfinite_pixels']
+
+IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm')  # compared lower-cased
+
+_JPEG_EXTENSIONS = ('.jpg', '.jpeg')
+
+
+def is_image_file(path):
+    """Whether ``path`` has an image extension (in any case: ``.png``, ``.Png``, ``.PNG``)."""
+    return osp.splitext(path)[1].lower() in IMG_EXTENSIONS
+
+
+def images_in(folder, recursive=False):
+    """The image files of a folder (by extension, sorted); a FileNotFoundError naming a missing folder."""
+    if not osp.isdir(folder):
+        raise FileNotFoundError(f'Folder {folder} does not exist.')
+    return sorted(osp.join(folder, p) for p in scandir(folder, recursive=recursive) if is_image_file(p))
+
+
+def list_images(path):
+    """[path] for a file; the images (by extension, sorted, not recursive) of a folder; else an error."""
+    if osp.isfile(path):
+        return [path]
+    if osp.isdir(path):
+        images = images_in(path)
+        if not images:
+            raise FileNotFoundError(f'Folder {path} holds no images ({", ".join(IMG_EXTENSIONS)}).')
+        return images
+    raise FileNotFoundError(f'Input {path} is neither an image file nor a folder.')
+
+
+def _jpeg_is_complete(path):
+    """A JPEG ends with its end-of-image marker (FF D9), perhaps followed by padding; OpenCV decodes a truncated one
+    without an error, filling the missing part with grey."""
+    with open(path, 'rb') as f:
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        f.seek(max(0, size - 4096))
+        tail = f.read().rstrip(b'\x00\r\n\t ')
+    return tail.endswith(b'\xff\xd9')
+
+
+def read_image(path, min_size=1):
+    """An image file as HWC uint8 BGR (colour), or an error naming the file.
+
+    Args:
+        path (str): Image file.
+        min_size (int): Smallest height and width accepted. Default: 1.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        OSError: the file is empty, truncated (JPEG), corrupt or not an image.
+        ValueError: the image is smaller than ``min_size`` in height or width.
+    """
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'Image {path} does not exist.')
+    if osp.getsize(path) == 0:
+        raise OSError(f'Cannot read image {path}: the file is empty (0 bytes).')
+    if osp.splitext(path)[1].lower() in _JPEG_EXTENSIONS and not _jpeg_is_complete(path):
+        raise OSError(f'Cannot read image {path}: the JPEG is truncated (no end-of-image marker).')
+    img = cv2.imread(path, cv2.IMREAD_COLOR)
+    if img is None:
+        raise OSError(f'Cannot read image {path} (corrupt or not an image).')
+    if img.shape[0] < min_size or img.shape[1] < min_size:
+        raise ValueError(f'Image {path} is {img.shape[1]}x{img.shape[0]} pixels; at least {min_size}x{min_size} '
+                         'is needed.')
+    return img
+
+
+def to_tensor(img):
+    """uint8 BGR HWC -> float RGB [1, 3, h, w] in [0, 1]."""
+    return img2tensor(img.astype(np.float32) / 255., bgr2rgb=True, float32=True).unsqueeze(0)
+
+
+def to_image(tensor):
+    """float RGB [1, 3, H, W] -> uint8 BGR HWC, clamped to [0, 1] first (NaN and -inf become 0, +inf 255: count
+    them with :func:`nonfinite_pixels` before, they are not real results)."""
+    tensor = tensor.detach().cpu().nan_to_num(nan=0.0, posinf=1.0, neginf=0.0)
+    return tensor2img(tensor.clamp(0, 1), rgb2bgr=True, min_max=(0, 1))
+
+
+def nonfinite_pixels(tensor):
+    """How many pixels (positions, over all channels) of an image tensor [.., C, H, W] are NaN or infinite."""
+    return int((~tensor.detach().isfinite()).any(dim=-3).sum())
+
+
+def crop_gt_to_sr(gt, sr_size, scale, gt_name='GT', sr_name='SR'):
+    """The GT cropped at the bottom/right to the SR size, when it is larger by less than the scale (GT sizes that are
+    not a multiple of the scale), as NTIRE does.
+
+    Args:
+        gt (ndarray | Tensor): HWC array or [.., C, H, W] tensor.
+        sr_size (tuple[int]): (H, W) of the SR image.
+        scale (int | None): SR scale; None or 1 requires equal sizes.
+        gt_name, sr_name (str): For the error.
+
+    Raises:
+        ValueError: naming both when the GT is smaller than the SR image or larger by the scale or more.
+    """
+    tensor = not isinstance(gt, np.ndarray)
+    gt_h, gt_w = gt.shape[-2:] if tensor else gt.shape[:2]
+    h, w = sr_size
+    margin = scale or 1
+    if not (0 <= gt_h - h < margin and 0 <= gt_w - w < margin):
+        raise ValueError(f'{gt_name} of size {gt_w}x{gt_h} does not fit {sr_name} of size {w}x{h} (it may be larger '
+                         f'by less than the scale {margin}, and is then cropped).')
+    return gt[..., :h, :w] if tensor else gt[:h, :w]
