@@ -1,11 +1,20 @@
 """srflow-plugin: SRFlow (conditional normalizing flow super-resolution) for BasicSR."""
 import os
 
+import re
+
 from setuptools import find_packages, setup
 from setuptools.command.build_py import build_py
+from setuptools.command.editable_wheel import editable_wheel
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PTH_FILE = 'srflow_plugin.pth'
+
+
+def read_version():
+    """The one version string, from srflow_plugin/version.py (not imported: that would import torch)."""
+    with open(os.path.join(HERE, 'srflow_plugin', 'version.py'), encoding='utf-8') as f:
+        return re.search(r"__version__ = '([^']+)'", f.read()).group(1)
 
 
 class BuildWithStartupHook(build_py):
@@ -24,19 +33,48 @@ class BuildWithStartupHook(build_py):
         return super().get_outputs(include_bytecode) + [os.path.join(self.build_lib, PTH_FILE)]
 
 
+class _StrategyWithStartupHook:
+    """Wraps setuptools' editable strategy: writes its files, then srflow_plugin.pth beside them. Python reads .pth
+    files in name order, so the editable finder (``__editable__*.pth``) is in place before this one imports
+    srflow_plugin_boot."""
+
+    def __init__(self, strategy):
+        self._strategy = strategy
+
+    def __call__(self, wheel, files, mapping):
+        self._strategy(wheel, files, mapping)
+        with open(os.path.join(HERE, PTH_FILE), encoding='utf-8') as f:
+            wheel.writestr(PTH_FILE, f.read())
+
+    def __enter__(self):
+        self._strategy.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self._strategy.__exit__(*exc)
+
+
+class EditableWithStartupHook(editable_wheel):
+    """``pip install -e .`` also places srflow_plugin.pth at the root of site-packages (a regular install gets it
+    from BuildWithStartupHook)."""
+
+    def _select_strategy(self, *args, **kwargs):
+        return _StrategyWithStartupHook(super()._select_strategy(*args, **kwargs))
+
+
 setup(
     name='srflow-plugin',
-    version='0.1.0',
+    version=read_version(),
     description='SRFlow super-resolution with a conditional normalizing flow, as a BasicSR plugin',
     long_description=open(os.path.join(HERE, 'README.md'), encoding='utf-8').read(),
     long_description_content_type='text/markdown',
-    python_requires='>=3.8',
+    python_requires='>=3.9',  # math.lcm
     packages=find_packages(include=['srflow_plugin', 'srflow_plugin.*']),
     py_modules=['srflow_plugin_boot'],
-    cmdclass={'build_py': BuildWithStartupHook},
+    cmdclass={'build_py': BuildWithStartupHook, 'editable_wheel': EditableWithStartupHook},
     install_requires=[
         'basicsr==1.4.2',
-        'torch>=1.7',
+        'torch>=1.13',  # torch.load(weights_only=True)
         'torchvision',
         'opencv-python',
         'lmdb',
@@ -52,8 +90,11 @@ setup(
         'console_scripts': [
             'srflow-train = srflow_plugin.train:main',
             'srflow-test = srflow_plugin.test:main',
-            'srflow-sample = srflow_plugin.tools.sample:main',
-            'srflow-latent = srflow_plugin.tools.latent:main',
+            'srflow-sample = srflow_plugin.tools.sample:cli',
+            'srflow-latent = srflow_plugin.tools.latent:cli',
+            'srflow-measure = srflow_plugin.tools.measure:cli',
+            'srflow-prepare-data = srflow_plugin.tools.prepare_data:cli',
+            'srflow-convert = srflow_plugin.tools.convert:cli',
         ]
     },
     zip_safe=False,

@@ -5,7 +5,7 @@
 
 Nothing is downloaded. The demo
  1. writes a few scikit-image photographs as HR images, cuts them into sub-images and makes MATLAB-bicubic
-    LR x4 images and LMDBs with scripts/prepare_data.py (the validation photo, the cat, is never trained on);
+    LR x4 images and LMDBs with srflow-prepare-data (the validation photo, the cat, is never trained on);
  2. writes an option file and trains through BasicSR's real training pipeline (python -m srflow_plugin.train);
  3. measures NLL, PSNR and LR-PSNR (tau = 0) on the validation image for the untrained network (ActNorm
     initialised on a training batch) and for the trained one, and prints both;
@@ -16,28 +16,31 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 from os import path as osp
 
 import cv2
 import numpy as np
 import yaml
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, REPO)  # this checkout's package, not an installed copy
-sys.path.insert(0, osp.join(REPO, 'scripts'))
-import srflow_plugin  # noqa: E402,F401  (before basicsr: installs the torchvision shim)
-import srflow_plugin.losses  # noqa: E402,F401
-import srflow_plugin.metrics  # noqa: E402,F401
-import torch  # noqa: E402
-from basicsr.archs import build_network  # noqa: E402
-from basicsr.data import build_dataset  # noqa: E402
-from basicsr.metrics import calculate_psnr  # noqa: E402
-from basicsr.utils import img2tensor, set_random_seed, tensor2img  # noqa: E402
-from prepare_data import prepare  # noqa: E402
-from srflow_plugin.losses import FlowNLLLoss  # noqa: E402
-from srflow_plugin.metrics import calculate_lr_psnr  # noqa: E402
+
+import srflow_plugin  # noqa: F401  (before basicsr: installs the torchvision shim)
+import torch
+from basicsr.archs import build_network
+from basicsr.data import build_dataset
+from basicsr.metrics import calculate_psnr
+from basicsr.utils import set_random_seed
+from srflow_plugin.losses import FlowNLLLoss
+from srflow_plugin.metrics import calculate_lr_psnr
+from srflow_plugin.tools.grid import bicubic_upscale, make_grid, nearest_upscale
+from srflow_plugin.tools.prepare_data import prepare
+from srflow_plugin.tools.sample import sample_image
+from srflow_plugin.utils.checkpoint import load_srflow
+from srflow_plugin.utils.image import read_image, to_image, to_tensor, write_image
+from srflow_plugin.utils.sampling import image_generator
 
 SCALE = 4
 TRAIN_PHOTOS = ['astronaut', 'coffee', 'rocket', 'immunohistochemistry', 'hubble_deep_field']
@@ -115,13 +118,7 @@ def write_options(out_dir, data, iters, quick):
 
 def read_pair(val):
     name = f'{VAL_PHOTO}.png'
-    gt = cv2.imread(osp.join(val['gt'], name))
-    lq = cv2.imread(osp.join(val['lr'][SCALE], name))
-    return lq, gt
-
-
-def to_tensor(img):
-    return img2tensor(img.astype(np.float32) / 255., bgr2rgb=True, float32=True).unsqueeze(0)
+    return read_image(osp.join(val['lr'][SCALE], name)), read_image(osp.join(val['gt'], name))
 
 
 @torch.no_grad()
@@ -131,7 +128,7 @@ def evaluate(net, lq, gt):
     lq_t, gt_t = to_tensor(lq), to_tensor(gt)
     cond = net.condition(lq_t)
     nll = FlowNLLLoss(quantization=QUANTIZATION)(net.encode(gt_t, cond=cond)[1]).item()
-    sr = tensor2img([net.decode(cond=cond, temperature=0.0)])
+    sr = to_image(net.decode(cond=cond, temperature=0.0))
     return {
         'nll': nll,
         'psnr': float(calculate_psnr(sr, gt, crop_border=SCALE)),
@@ -154,36 +151,44 @@ def untrained_network(opt):
     return net
 
 
-def trained_network(opt, checkpoint):
-    net = build_network(dict(opt['network_g']))
-    net.load_state_dict(torch.load(checkpoint, map_location='cpu')['params'])
-    return net
-
-
-@torch.no_grad()
 def picture_grid(net, lq, gt, path, seed=0):
-    """LR (nearest), bicubic, tau = 0, three samples at tau = 0.8 and GT side by side, labelled."""
-    net.eval()
-    h, w = gt.shape[:2]
-    cond = net.condition(to_tensor(lq))
-    generator = torch.Generator().manual_seed(seed)
-    tiles = [('LR (nearest)', cv2.resize(lq, (w, h), interpolation=cv2.INTER_NEAREST)),
-             ('bicubic', cv2.resize(lq, (w, h), interpolation=cv2.INTER_CUBIC)),
-             ('tau=0', tensor2img([net.decode(cond=cond, temperature=0.0)]))]
-    for i in range(3):
-        tiles.append((f'tau=0.8 #{i + 1}', tensor2img([net.decode(cond=cond, temperature=0.8, generator=generator)])))
-    tiles.append(('GT', gt))
-    gap, label_h = 4, 22
-    canvas = np.full((h + label_h, len(tiles) * (w + gap) - gap, 3), 255, np.uint8)
-    for i, (label, tile) in enumerate(tiles):
-        x = i * (w + gap)
-        canvas[label_h:, x:x + w] = tile
-        cv2.putText(canvas, label, (x + 2, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.imwrite(path, canvas)
+    """LR (nearest), bicubic, tau = 0, three samples at tau = 0.8 and GT side by side, labelled; the samples are
+    those ``srflow-sample --seed <seed> --temperatures 0 0.8`` draws."""
+    samples = {key: to_image(sr) for key, sr in sample_image(net.eval(), to_tensor(lq), [0.0, 0.8], 3,
+                                                              image_generator(seed, VAL_PHOTO)).items()}
+    tiles = [('LR (nearest)', nearest_upscale(lq, SCALE)), ('bicubic', bicubic_upscale(lq, SCALE)),
+             ('tau=0', samples[(0.0, 0)])]
+    tiles += [(f'tau=0.8 #{k + 1}', samples[(0.8, k)]) for k in range(3)]
+    write_image(make_grid([tiles + [('GT', gt)]]), path)
+
+
+def train(yml, out_dir, iters, verbose):
+    """Runs ``python -m srflow_plugin.train`` on ``yml`` with this process's package, printing its progress (the
+    iteration BasicSR's log reached) every few seconds, or the whole log with ``verbose``."""
+    package_root = osp.dirname(osp.dirname(osp.abspath(srflow_plugin.__file__)))
+    env = dict(os.environ, PYTHONPATH=package_root + os.pathsep + os.environ.get('PYTHONPATH', ''))
+    log_path = osp.join(out_dir, 'train_output.log')
+    print(f'      log: {log_path}', flush=True)
+    with open(log_path, 'w') as log:
+        process = subprocess.Popen([sys.executable, '-m', 'srflow_plugin.train', '-opt', yml], cwd=out_dir, env=env,
+                                   stdout=None if verbose else log, stderr=None if verbose else subprocess.STDOUT)
+        shown, running = 0, True
+        while running:
+            running = process.poll() is None
+            if running:
+                time.sleep(0.5 if verbose else 5)
+            if not verbose:
+                with open(log_path) as f:
+                    reached = [int(i) for i in re.findall(r'iter:\s*(\d+)', f.read().replace(',', ''))]
+                if reached and reached[-1] > shown:
+                    shown = reached[-1]
+                    print(f'      iteration {shown}/{iters}', flush=True)
+    if process.returncode:
+        raise SystemExit(f'Training failed (exit status {process.returncode}); see {log_path}')
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--output', default='demo_output', help='Output folder. Default: demo_output')
     parser.add_argument('--iters', type=int, default=None, help='Training iterations. Default: 800 (20 with --quick)')
     parser.add_argument('--quick', action='store_true', help='Smoke run: 2 photos, 20 iterations.')
@@ -202,16 +207,12 @@ def main(argv=None):
     start = evaluate(untrained_network(opt), lq, gt)
 
     print(f'[2/4] Training {iters} iterations on the CPU (python -m srflow_plugin.train -opt {yml}) ...', flush=True)
-    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''))
-    log_path = osp.join(out_dir, 'train_output.log')
-    with open(log_path, 'w') as log:
-        subprocess.run([sys.executable, '-m', 'srflow_plugin.train', '-opt', yml], cwd=out_dir, env=env, check=True,
-                       stdout=None if args.verbose else log, stderr=subprocess.STDOUT if not args.verbose else None)
+    train(yml, out_dir, iters, args.verbose)
     exp_dir = osp.join(out_dir, 'experiments', opt['name'])
     checkpoint = osp.join(exp_dir, 'models', 'net_g_latest.pth')
 
     print('[3/4] Evaluating on the validation photo (never trained on) ...', flush=True)
-    net = trained_network(opt, checkpoint)
+    net = load_srflow(checkpoint, opt)
     end = evaluate(net, lq, gt)
     print(f"{'':>8s} {'NLL (bits/dim)':>15s} {'PSNR tau=0':>11s} {'LR-PSNR tau=0':>14s}")
     for label, values in (('start', start), ('end', end)):

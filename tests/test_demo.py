@@ -9,6 +9,7 @@ import cv2
 import pytest
 
 from helpers_train import REPO, subprocess_env
+from srflow_plugin.tools.grid import GAP, label_height, tile_origin
 
 
 @pytest.fixture(scope='module')
@@ -44,5 +45,13 @@ def test_demo_writes_a_grid_of_seven_tiles(demo):
     gt = cv2.imread(osp.join(out, 'data', 'demo_val_mod4', 'chelsea.png'))
     h, w = gt.shape[:2]
     assert summary['grid'] == str(out / 'demo_grid.png')
-    assert grid.shape[1] == 7 * w + 6 * 4 and grid.shape[0] == h + 22  # LR, bicubic, tau=0, 3 samples, GT
-    assert (grid[22:, -w:] == gt).all()  # the last tile is the ground truth
+    # one row: LR, bicubic, tau=0, 3 samples, GT
+    assert grid.shape == (GAP + label_height(w) + h + GAP, GAP + 7 * (w + GAP), 3)
+    y, x = tile_origin(0, 6, h, w)
+    assert (grid[y:y + h, x:x + w] == gt).all()  # the last tile is the ground truth
+
+
+def test_demo_tells_where_the_training_log_is_and_shows_progress(demo):
+    out, _, stdout = demo
+    assert f'log: {out / "train_output.log"}' in stdout
+    assert 'iteration 20/20' in stdout  # the last iteration BasicSR's log reached

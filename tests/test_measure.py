@@ -1,6 +1,5 @@
-"""scripts/measure.py: sample grouping, metrics with known answers, CSV and markdown output."""
+"""srflow-measure (srflow_plugin.tools.measure): sample grouping, metrics with known answers, CSV and markdown output."""
 import csv
-import importlib.util
 import math
 import os
 from os import path as osp
@@ -13,11 +12,8 @@ import torchvision
 
 import srflow_plugin  # noqa: F401  (before basicsr: installs the torchvision shim)
 from srflow_plugin.metrics import diversity_score, lpips_distance
-
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-spec = importlib.util.spec_from_file_location('measure', osp.join(ROOT, 'scripts', 'measure.py'))
-measure = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(measure)
+from srflow_plugin.tools import measure
+from srflow_plugin.utils.sampling import temperature_of
 
 
 @pytest.fixture(scope='module')
@@ -71,12 +67,12 @@ def test_an_sr_file_without_gt_is_an_error_naming_it():
 
 
 def test_the_temperature_tag_is_read_from_sample_py_names_after_the_gt_stem():
-    assert measure.temperature_of('r/0801_t0.9_s3.png', '0801') == '0.9'
-    assert measure.temperature_of('r/0801_t0_s0.png', '0801') == '0'
-    assert measure.temperature_of('r/0801_b_t1e-05_s12.png', '0801_b') == '1e-05'
-    assert measure.temperature_of('r/0801_s0.png', '0801') is None
-    assert measure.temperature_of('r/0801_tx_s0.png', '0801') is None
-    assert measure.temperature_of('r/x_t1_s2.png', 'x_t1_s2') is None  # the tag is part of the GT name
+    assert temperature_of('r/0801_t0.9_s3.png', '0801') == '0.9'
+    assert temperature_of('r/0801_t0_s0.png', '0801') == '0'
+    assert temperature_of('r/0801_b_t1e-05_s12.png', '0801_b') == '1e-05'
+    assert temperature_of('r/0801_s0.png', '0801') is None
+    assert temperature_of('r/0801_tx_s0.png', '0801') is None
+    assert temperature_of('r/x_t1_s2.png', 'x_t1_s2') is None  # the tag is part of the GT name
 
 
 GROUPS = {'a': ['r/a_t0.8_s0.png', 'r/a_t0.9_s0.png', 'r/a_t0.9_s1.png', 'r/a_t0_s0.png'],
@@ -232,7 +228,7 @@ def test_missing_alexnet_weights_stop_the_command_unless_no_lpips(folders, tmp_p
 
 @pytest.fixture
 def sampled(tmp_path):
-    """GT a (32x32) and scripts/sample.py-style SR files at tau = 0 (= GT) and 0.9 (two random samples)."""
+    """GT a (32x32) and srflow-sample-style SR files at tau = 0 (= GT) and 0.9 (two random samples)."""
     gt, sr = str(tmp_path / 'gt'), str(tmp_path / 'sr')
     a = _random(0)
     _write(gt, 'a.png', a)

@@ -1,5 +1,4 @@
-"""scripts/prepare_data.py: GT sub-images, MATLAB-bicubic LR images, LMDBs readable by BasicSR."""
-import importlib.util
+"""srflow-prepare-data (srflow_plugin.tools.prepare_data): GT sub-images, MATLAB-bicubic LR images, LMDBs readable by BasicSR."""
 import os
 import subprocess
 import sys
@@ -12,20 +11,9 @@ import pytest
 import srflow_plugin  # noqa: F401  (before basicsr: installs the torchvision shim)
 from basicsr.data.paired_image_dataset import PairedImageDataset
 from basicsr.utils.matlab_functions import imresize
+from helpers_train import subprocess_env
+from srflow_plugin.tools import prepare_data
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-SCRIPT = osp.join(ROOT, 'scripts', 'prepare_data.py')
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location('prepare_data', SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules['prepare_data'] = module  # worker processes find process_image by module name
-    spec.loader.exec_module(module)
-    return module
-
-
-prepare_data = _load_script()
 
 # with crop_size=48, step=24, thresh_size=8:
 #   a.png 100x90: rows start 0, 24, 48 (4 px left <= 8); columns 0, 24 and 42 (18 px left > 8) -> 9
@@ -163,9 +151,10 @@ def test_same_stem_in_two_input_folders_is_rejected(hr_folder, tmp_path):
 
 
 def test_command_line(hr_folder, tmp_path):
-    cmd = [sys.executable, SCRIPT, '--input', str(hr_folder), '--output', str(tmp_path / 'out'), '--scales', '4',
+    cmd = [sys.executable, '-m', 'srflow_plugin.tools.prepare_data', '--input', str(hr_folder), '--output',
+           str(tmp_path / 'out'), '--scales', '4',
            '--crop_size', '48', '--step', '24', '--thresh_size', '8', '--name', 'demo']
-    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run(cmd, cwd=str(tmp_path), env=subprocess_env(), capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert sorted(os.listdir(tmp_path / 'out')) == ['demo_sub', 'demo_sub.lmdb', 'demo_sub_bicLRx4',
                                                      'demo_sub_bicLRx4.lmdb']

@@ -9,6 +9,7 @@ import torch
 
 import srflow_plugin  # noqa: F401
 from basicsr.archs.rrdbnet_arch import RRDBNet
+from helpers_train import subprocess_env
 from srflow_plugin.archs import SRFlowNet, SRFlowRRDBNet, convert_release_state_dict, load_encoder_weights
 
 REPO = Path(__file__).resolve().parents[1]
@@ -82,11 +83,11 @@ def test_converter_script_writes_a_basicsr_checkpoint_that_reproduces_the_releas
     args = ['--scale', '4', '--num_feat', str(c['nf']), '--num_block', str(c['nb']), '--num_grow_ch', str(c['gc']),
             '--tap_blocks', *map(str, c['stack_blocks']), '--flow_steps', str(c['K']), '--hidden_channels',
             str(c['coupling_hidden_channels'])]
-    run = subprocess.run([sys.executable, str(REPO / 'scripts' / 'convert_srflow_checkpoint.py'),
-                          str(release_file), '-o', str(out)] + args, capture_output=True, text=True)
+    run = subprocess.run([sys.executable, '-m', 'srflow_plugin.tools.convert', str(release_file), '-o', str(out)] + args,
+                         capture_output=True, text=True, env=subprocess_env())
     assert run.returncode == 0, run.stderr
     checkpoint = torch.load(out, weights_only=True)
-    assert sorted(checkpoint) == ['network_g', 'params'] and not list(out.parent.glob('*.partial'))
+    assert sorted(checkpoint) == ['network_g', 'params'] and os.listdir(out.parent) == [out.name]
     config = dict(checkpoint['network_g'])
     assert config.pop('type') == 'SRFlowNet' and config['trunk_skip'] == 'trunk'
     net = SRFlowNet(**config).eval()

@@ -1,4 +1,4 @@
-"""Sampling CLI (scripts/sample.py, srflow_plugin.tools.sample) and checkpoint loading (tools.checkpoint).
+"""Sampling CLI (srflow-sample, srflow_plugin.tools.sample) and checkpoint loading (utils.checkpoint).
 
 ``tiny_net`` / ``write_tiny_checkpoint`` / ``write_image`` are shared with test_tiling.py and test_latent_tools.py.
 """
@@ -19,6 +19,7 @@ from srflow_plugin.tools import load_srflow, save_srflow
 from srflow_plugin.tools import sample as sample_tool
 from srflow_plugin.tools.grid import label_height, tile_origin
 from srflow_plugin.utils.sampling import image_name, output_name
+from helpers_train import subprocess_env
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TINY = dict(scale=4, num_feat=8, num_block=1, num_grow_ch=4, tap_blocks=[0], flow_steps=1, plain_steps=1,
@@ -251,11 +252,10 @@ def test_grid_has_a_reference_row_and_one_row_per_positive_temperature(ckpt, tmp
     assert np.array_equal(grid[y:y + tile_h, x:x + tile_w], _read(tmp_path / 'out' / 'img_t0.9_s1.png'))
 
 
-def test_script_runs_from_a_checkout(ckpt, lr_folder, tmp_path):
-    env = dict(os.environ, OMP_NUM_THREADS='1')
-    result = subprocess.run([sys.executable, osp.join(REPO, 'scripts', 'sample.py'), '-i',
-                             osp.join(lr_folder, 'a.png'), '-c', ckpt, '-o', str(tmp_path / 'o'), '--num_samples',
-                             '1', '--temperatures', '0.5'], capture_output=True, text=True, env=env, cwd=str(tmp_path))
+def test_command_runs_as_a_module_from_a_checkout(ckpt, lr_folder, tmp_path):
+    result = subprocess.run([sys.executable, '-m', 'srflow_plugin.tools.sample', '-i', osp.join(lr_folder, 'a.png'),
+                             '-c', ckpt, '-o', str(tmp_path / 'o'), '--num_samples', '1', '--temperatures', '0.5'],
+                            capture_output=True, text=True, env=subprocess_env(), cwd=str(tmp_path))
     assert result.returncode == 0, result.stderr
     assert os.listdir(tmp_path / 'o') == ['a_t0.5_s0.png']
 

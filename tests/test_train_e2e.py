@@ -48,7 +48,7 @@ def test_training_validates_at_every_heat_and_sample(trained):
     root, _ = trained
     images = names(osp.join(root, 'experiments', 'tiny', 'visualization', 'img000'))
     # BasicSR's loop leaves current_iter at total_iter + 1 for the validation after training
-    assert images == ['img000_7_h0.8_s0.png', 'img000_7_h0.8_s1.png', 'img000_7_h0_s0.png']
+    assert images == ['img000_7_t0.8_s0.png', 'img000_7_t0.8_s1.png', 'img000_7_t0_s0.png']
     log = open(glob.glob(osp.join(root, 'experiments', 'tiny', 'train_tiny_*.log'))[0]).read()
     assert '# psnr_t0.8:' in log and '# nll:' in log and 'skipped_steps: 0' in log
 

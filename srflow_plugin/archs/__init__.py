@@ -1,6 +1,11 @@
-"""Architectures: importing this registers SRFlowNet and SRFlowRRDBNet in BasicSR's ARCH_REGISTRY."""
-from .release_checkpoint import RELEASED_CONFIGS, convert_release_state_dict
-from .rrdb_arch import SRFlowRRDBNet, load_encoder_weights
+"""Architectures: importing this registers SRFlowNet and SRFlowRRDBNet in BasicSR's ARCH_REGISTRY.
+
+(``load_encoder_weights``, ``RELEASED_CONFIGS`` and ``convert_release_state_dict`` live in
+:mod:`srflow_plugin.utils.checkpoint` and are only named here.)
+"""
+from srflow_plugin.utils.checkpoint import RELEASED_CONFIGS, convert_release_state_dict, load_encoder_weights
+
+from .rrdb_arch import SRFlowRRDBNet
 from .srflow_arch import SRFlowCondition, SRFlowNet
 
 __all__ = [

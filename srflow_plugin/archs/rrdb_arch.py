@@ -1,33 +1,16 @@
 """The RRDB network (ESRGAN) as SRFlow's LR encoder, and as a plain SR network at x2, x4 and x8."""
 import math
-import re
 
 import torch
 from basicsr.archs.arch_util import make_layer
 from basicsr.archs.rrdbnet_arch import RRDB
-from basicsr.utils import get_root_logger
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn as nn
 from torch.nn import functional as F
 
-from srflow_plugin.utils import checkpoint_params, load_weights, register
+from srflow_plugin.utils import register
 
-# SRFlow release names -> BasicSR names (the release's RRDB_*.pth and the RRDB part of SRFlow_*.pth)
-RELEASE_RRDB_RENAMES = [
-    (re.compile(r'^RRDB_trunk\.(\d+)\.RDB(\d)\.'), r'body.\1.rdb\2.'),
-    (re.compile(r'^trunk_conv\.'), 'conv_body.'),
-    (re.compile(r'^upconv(\d)\.'), r'conv_up\1.'),
-    (re.compile(r'^HRconv\.'), 'conv_hr.'),
-]
-RELEASE_KEY = re.compile(r'(^|\.)(RRDB_trunk|trunk_conv)\.')
 TRUNK_SKIPS = ('conv_first', 'trunk')
-
-
-def rename_release_rrdb_key(key):
-    """Maps one SRFlow-release RRDB key (``RRDB_trunk.0.RDB1.conv1.weight``) to BasicSR's naming."""
-    for pattern, replacement in RELEASE_RRDB_RENAMES:
-        key = pattern.sub(replacement, key)
-    return key
 
 
 @register(ARCH_REGISTRY)
@@ -104,47 +87,3 @@ class SRFlowRRDBNet(nn.Module):
     def forward(self, x):
         _, upsampled, _ = self.features(x)
         return self.conv_last(self.lrelu(self.conv_hr(upsampled[-1])))
-
-
-def encoder_state_dict(state_dict):
-    """Brings an RRDB state dict of any supported naming to :class:`SRFlowRRDBNet`'s keys.
-
-    Accepts BasicSR RRDBNet keys, the SRFlow release's ``RRDB_*.pth`` keys, and either with a ``module.`` (DDP) or
-    ``RRDB.`` (SRFlow release network) or ``encoder.`` (this plugin's SRFlowNet) prefix.
-    """
-    converted = {}
-    for key, value in state_dict.items():
-        for prefix in ('module.', 'RRDB.', 'encoder.'):
-            if key.startswith(prefix):
-                key = key[len(prefix):]
-        converted[rename_release_rrdb_key(key)] = value
-    return converted
-
-
-def load_encoder_weights(encoder, path, strict=True):
-    """Loads pretrained RRDB weights into ``encoder`` (a :class:`SRFlowRRDBNet`).
-
-    The checkpoint may be a BasicSR checkpoint (``params_ema`` preferred over ``params``, e.g. the ESRGAN x4
-    releases) or an SRFlow release ``RRDB_*.pth`` (old key names); the naming is detected from the keys.
-
-    Args:
-        encoder (nn.Module): The network to load into.
-        path (str): Checkpoint file.
-        strict (bool): Require exactly matching keys. Default: True.
-
-    Raises:
-        ValueError: naming the file and listing missing/unexpected keys or mismatched shapes.
-    """
-    checkpoint = torch.load(path, map_location='cpu', weights_only=True)
-    if not isinstance(checkpoint, dict):
-        raise ValueError(f'{path}: expected a state dict, got {type(checkpoint).__name__}')
-    raw = checkpoint_params(checkpoint)
-    if raw is None:  # an SRFlow release RRDB_*.pth is the bare state dict
-        raw = checkpoint['state_dict'] if isinstance(checkpoint.get('state_dict'), dict) else checkpoint
-    if any(RELEASE_KEY.search(k) for k in raw):
-        if getattr(encoder, 'trunk_skip', 'trunk') != 'trunk':
-            get_root_logger().warning(f"{path} uses the SRFlow release's names: its weights were trained with "
-                                      "the release's long skip; set trunk_skip: trunk on the network to match.")
-    state_dict = encoder_state_dict(raw)
-    return load_weights(encoder, state_dict, f'{path} (for the RRDB encoder {type(encoder).__name__}, scale '
-                        f'{getattr(encoder, "scale", "?")})', strict)

@@ -1,5 +1,4 @@
 """SRFlowModel: trains SRFlowNet by maximum likelihood; validation lives in :mod:`srflow_plugin.models.validation`."""
-import os
 from collections import OrderedDict
 from copy import deepcopy
 from os import path as osp
@@ -14,23 +13,13 @@ from basicsr.utils.registry import MODEL_REGISTRY
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 
 from srflow_plugin.archs.flow_layers import ActNorm
-from srflow_plugin.archs.rrdb_arch import load_encoder_weights
 from srflow_plugin.losses import FlowNLLLoss  # noqa: F401  (registers the default train.nll_opt)
 from srflow_plugin.metrics import calculate_lpips, calculate_lr_psnr  # noqa: F401  (registers the val metrics)
 from srflow_plugin.models.validation import validate, write_metrics_csv
 from srflow_plugin.options_schema import check_options, get_option
 from srflow_plugin.utils import register
-
-
-def _atomic_torch_save(obj, path):
-    """Write to a temporary file first, so a killed run never leaves a half-written checkpoint behind."""
-    tmp_path = f'{path}.tmp{os.getpid()}'
-    try:
-        torch.save(obj, tmp_path)
-        os.replace(tmp_path, path)
-    finally:
-        if osp.exists(tmp_path):
-            os.remove(tmp_path)
+from srflow_plugin.utils.checkpoint import (atomic_save, load_encoder_weights, remove_stale_temporaries,
+                                            strip_module_prefix)
 
 
 @register(MODEL_REGISTRY)
@@ -68,6 +57,10 @@ class SRFlowModel(BaseModel):
             load_encoder_weights(self._bare().encoder, rrdb_path, strict=get_option(opt, 'path', 'strict_load_rrdb'))
 
         if self.is_train:
+            if opt['rank'] == 0:  # a save killed in an earlier run leaves its temporary file behind
+                for folder in ('models', 'training_states'):
+                    if opt['path'].get(folder) and osp.isdir(opt['path'][folder]):
+                        remove_stale_temporaries(opt['path'][folder])
             self.init_training_settings()
 
     # ------------------------------------------------------------------ set-up
@@ -281,9 +274,8 @@ class SRFlowModel(BaseModel):
         save_dict = {}
         for net_, key in zip(nets, keys):
             state_dict = self.get_bare_model(net_).state_dict()
-            save_dict[key] = OrderedDict((k[7:] if k.startswith('module.') else k, v.cpu())
-                                         for k, v in state_dict.items())
-        _atomic_torch_save(save_dict, osp.join(self.opt['path']['models'], f'{net_label}_{label}.pth'))
+            save_dict[key] = OrderedDict((k, v.cpu()) for k, v in strip_module_prefix(state_dict).items())
+        atomic_save(save_dict, osp.join(self.opt['path']['models'], f'{net_label}_{label}.pth'))
 
     @master_only
     def save_training_state(self, epoch, current_iter):
@@ -297,7 +289,7 @@ class SRFlowModel(BaseModel):
             'schedulers': [s.state_dict() for s in self.schedulers],
             'skipped_steps': self.skipped_steps,
         }
-        _atomic_torch_save(state, osp.join(self.opt['path']['training_states'], f'{current_iter}.state'))
+        atomic_save(state, osp.join(self.opt['path']['training_states'], f'{current_iter}.state'))
 
     def resume_training(self, resume_state):
         super().resume_training(resume_state)

@@ -20,11 +20,11 @@ from os import path as osp
 
 import torch
 from basicsr.metrics import calculate_metric
-from basicsr.utils import get_root_logger, imwrite
+from basicsr.utils import get_root_logger
 from tqdm import tqdm
 
 from srflow_plugin.options_schema import get_option
-from srflow_plugin.utils.image import crop_gt_to_sr, nonfinite_pixels, to_image
+from srflow_plugin.utils.image import crop_gt_to_sr, nonfinite_pixels, record_nonfinite, to_image, write_image
 from srflow_plugin.utils.sampling import (draw_noise, image_generator, image_name, output_name, sample_keys, scaled,
                                           temperature_tag)
 from srflow_plugin.utils.table import write_csv
@@ -138,9 +138,11 @@ def validate(model, net, dataloader, current_iter, tb_logger, save_img, nll_cons
                 for _, sample in sample_keys([heat], n_sample):
                     model.output = net.decode(cond=cond, latents=scaled(noise[sample], heat, lq.device))
                     sr_img = to_image(model.output)
-                    if save_img:
-                        imwrite(sr_img, _image_path(opt, name, dataset_name, current_iter, heat, sample))
                     bad = nonfinite_pixels(model.output)
+                    if save_img:
+                        image_path = _image_path(opt, name, dataset_name, current_iter, heat, sample)
+                        write_image(sr_img, image_path)
+                        record_nonfinite(image_path, bad)
                     if bad:
                         bad_pixels += bad
                         logger.warning(f'Validation {dataset_name}, image {name}, heat {heat:g}, sample {sample}: '

@@ -6,6 +6,6 @@
 - ``srflow_plugin.tools.grid``: labelled picture grids.
 - ``srflow_plugin.tools.latent``: encode / transfer / sweep (``scripts/latent_tools.py``).
 """
-from .checkpoint import load_srflow, save_srflow
+from srflow_plugin.utils.checkpoint import load_srflow, save_srflow
 
 __all__ = ['load_srflow', 'save_srflow']

@@ -1,9 +1,9 @@
 """Latent-space tools: encode an HR image to its latents, transfer latents between images, temperature sweeps.
 
-    python scripts/latent_tools.py encode   --hr HR.png [--lr LR.png] -c ckpt.pth -o out/
-    python scripts/latent_tools.py transfer --source A.png --target B.png --box X Y W H [--offset DX DY]
-                                            [--mode content|style] [--no_normalize] -c ckpt.pth -o out/
-    python scripts/latent_tools.py sweep    -i LR.png [--temperatures 0 0.2 ... 1.2] [--seed 0] -c ckpt.pth -o out/
+    srflow-latent encode   --hr HR.png [--lr LR.png] -c ckpt.pth -o out/
+    srflow-latent transfer --source A.png --target B.png --box X Y W H [--offset DX DY]
+                           [--mode content|style] [--no_normalize] -c ckpt.pth -o out/
+    srflow-latent sweep    -i LR.png [--temperatures 0 0.2 ... 1.2] [--seed 0] -c ckpt.pth -o out/
 
 (all take ``--opt train.yml`` for checkpoints without ``network_g``, and ``--device``). Without an LR image, the
 HR image is cropped to a multiple of the scale and downscaled with MATLAB bicubic (rounded to 8 bits).
@@ -28,17 +28,18 @@ Transfers (SRFlow paper, section 4.4):
 import argparse
 import math
 import os
+import sys
 from os import path as osp
 
 import numpy as np
 import torch
 
 import srflow_plugin  # noqa: F401  (before basicsr: installs the torchvision shim)
-from basicsr.utils import imwrite
 from srflow_plugin.metrics import bicubic_downscale
-from srflow_plugin.tools.checkpoint import load_srflow
+from srflow_plugin.tools.command import HelpFormatter, console_command
 from srflow_plugin.tools.grid import make_grid
-from srflow_plugin.utils.image import read_image, to_image, to_tensor
+from srflow_plugin.utils.checkpoint import load_srflow
+from srflow_plugin.utils.image import read_image, to_image, to_tensor, write_image
 from srflow_plugin.utils.sampling import draw_noise, image_generator, image_name, scaled
 
 __all__ = ['latent_strides', 'reconstruction_error', 'encode_image', 'save_latents', 'load_latents', 'box_cells',
@@ -249,9 +250,9 @@ def run_encode(args, net):
     latent_path = osp.join(args.output, f'{name}_latents.pt')
     save_latents(latent_path, result['latents'], lq_size=list(lr.shape[:2]), scale=net.scale,
                  checkpoint=osp.abspath(args.checkpoint))
-    imwrite(to_image(result['reconstruction']), osp.join(args.output, f'{name}_reconstruction.png'))
+    write_image(to_image(result['reconstruction']), osp.join(args.output, f'{name}_reconstruction.png'))
     if args.lr is None:
-        imwrite(lr, osp.join(args.output, f'{name}_lr.png'))
+        write_image(lr, osp.join(args.output, f'{name}_lr.png'))
     report = (f'image: {args.hr} ({hr.shape[1]}x{hr.shape[0]}), LR: {args.lr or "MATLAB bicubic of the HR"} '
               f'({lr.shape[1]}x{lr.shape[0]})\nlatent shapes: {[tuple(z.shape[1:]) for z in result["latents"]]}\n'
               f'nll_bits_per_dim: {result["nll"]:.6f}\nmax_abs_error: {result["max_abs_error"]:.3e}\n'
@@ -289,13 +290,13 @@ def run_transfer(args, net):
     name = image_name(args.target, net.scale)
     os.makedirs(args.output, exist_ok=True)
     paths = {k: osp.join(args.output, f'{name}_{k}.png') for k in ('before', 'after', 'diff', 'transfer')}
-    imwrite(before, paths['before'])
-    imwrite(after_img, paths['after'])
-    imwrite(diff, paths['diff'])
+    write_image(before, paths['before'])
+    write_image(after_img, paths['after'])
+    write_image(diff, paths['diff'])
     source_img = read_image(args.source)
     grid = make_grid([[('source', _draw_box(source_img, source_box)), ('target before', _draw_box(before, target_box)),
                        (f'after ({args.mode})', after_img), (f'|after-before| x{DIFF_GAIN}', diff)]])
-    imwrite(grid, paths['transfer'])
+    write_image(grid, paths['transfer'])
     print(f'{args.mode} transfer {args.source} -> {args.target}: wrote {", ".join(paths.values())}')
     return paths
 
@@ -307,13 +308,13 @@ def run_sweep(args, net):
     grid = make_grid([[(f'tau={t:g}', to_image(sr)) for t, sr in zip(args.temperatures, outputs)]])
     os.makedirs(args.output, exist_ok=True)
     path = osp.join(args.output, f'{name}_sweep.png')
-    imwrite(grid, path)
+    write_image(grid, path)
     print(f'temperature sweep of {args.input} ({len(outputs)} temperatures) written to {path}')
     return path
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog='srflow-latent', description=__doc__, formatter_class=HelpFormatter)
     sub = parser.add_subparsers(dest='command', required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument('-c', '--checkpoint', required=True, help='SRFlowNet checkpoint (BasicSR .pth)')
@@ -345,8 +346,8 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.command == 'transfer' and args.mode == 'content' and args.box is None:
         parser.error('transfer --mode content needs --box X Y W H')
-    if args.command == 'sweep' and any(t < 0 for t in args.temperatures):
-        parser.error(f'--temperatures must be >= 0, got {args.temperatures}')
+    if args.command == 'sweep' and any(not math.isfinite(t) or t < 0 for t in args.temperatures):
+        parser.error(f'--temperatures must be finite and >= 0, got {args.temperatures}')
     return args
 
 
@@ -356,5 +357,7 @@ def main(argv=None):
     return {'encode': run_encode, 'transfer': run_transfer, 'sweep': run_sweep}[args.command](args, net)
 
 
+cli = console_command(main, 'srflow-latent')
+
 if __name__ == '__main__':
-    main()
+    sys.exit(cli())

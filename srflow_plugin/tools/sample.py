@@ -1,37 +1,48 @@
 """Sample super-resolutions of an image or a folder with a trained SRFlowNet.
 
-    python scripts/sample.py -i <image or folder> -c <checkpoint.pth> -o <out folder> [--opt train.yml]
+    srflow-sample -i <image or folder> -c <checkpoint.pth> -o <out folder> [--opt train.yml]
         [--temperatures 0 0.8 0.9] [--num_samples 3] [--seed 0] [--device cpu|cuda]
         [--tile 128 --tile_overlap 32] [--grid [--gt <folder or image>] [--grid_dir <folder>]]
 
 Outputs ``<out>/<image>_t<temperature>_s<sample>.png`` (sample counted from 0), where ``<image>`` is the input's
 file stem without a DIV2K-style ``x<scale>`` suffix (``0801x4.png`` -> ``0801``; only after a digit, so ``box4.png``
-stays ``box4``), so that ``scripts/measure.py`` pairs the samples with the GT ``0801.png``. Temperature 0 gives
+stays ``box4``), so that ``srflow-measure`` pairs the samples with the GT ``0801.png``. Temperature 0 gives
 one sample only (``<image>_t0_s0.png``): all its samples would be the same picture. Two inputs that would get the
 same ``<image>`` (``0801.png`` and ``0801x4.png``, ``a.png`` and ``a.jpg``) are an error naming both.
 Reproducible: each image has its own random generator seeded from ``--seed`` and the image name, so results do not
 depend on which other images are in the folder. The latents are drawn for the whole image, so ``--tile`` does not
 change the results either as long as ``--tile_overlap >= needed_overlap(net)`` (srflow_plugin.tools.tiling); a
 smaller overlap trades exactness at the tile seams for speed. Grids go to ``<out>_grids`` by default (outside
-``<out>``, where measure.py would take them for samples).
+``<out>``, where srflow-measure would take them for samples). Names and seeds follow
+:mod:`srflow_plugin.utils.sampling`, as validation's do: the same seed gives the same picture in both.
+
+Checked before any sampling: the temperatures are finite, every input image can be read (and is at least 2x2), the
+output folders can be written. A sample with non-finite pixels (too high a temperature for the model) is still
+written (NaN as black), but counted, warned about per image and temperature, listed in ``<out>/nonfinite.tsv``
+(``srflow-measure`` leaves those files out) and summed up at the end.
 """
 import argparse
+import math
 import os
+import sys
 from os import path as osp
 
 import torch
 from tqdm import tqdm
 
 import srflow_plugin  # noqa: F401  (before basicsr: installs the torchvision shim)
-from basicsr.utils import imwrite
-from srflow_plugin.tools.checkpoint import load_srflow
+from srflow_plugin.tools.command import HelpFormatter, console_command
 from srflow_plugin.tools.grid import bicubic_upscale, make_grid, nearest_upscale
 from srflow_plugin.tools.tiling import decode_tiled, tile_boxes
-from srflow_plugin.utils.image import IMG_EXTENSIONS, crop_gt_to_sr, list_images, read_image, to_image, to_tensor
+from srflow_plugin.utils.checkpoint import load_srflow
+from srflow_plugin.utils.image import (IMG_EXTENSIONS, NONFINITE_REPORT, check_writable, crop_gt_to_sr, list_images,
+                                       nonfinite_pixels, read_image, record_nonfinite, to_image, to_tensor, write_image)
 from srflow_plugin.utils.sampling import (draw_noise, image_generator, output_name, output_names, sample_keys, scaled,
                                           temperature_tag)
 
-__all__ = ['main', 'sample_image', 'sample_grid', 'find_gt']
+__all__ = ['main', 'cli', 'sample_image', 'sample_grid', 'find_gt']
+
+MIN_LR_SIZE = 2  # the flow's first squeeze needs 2x2 LR pixels
 
 
 @torch.no_grad()
@@ -111,7 +122,7 @@ def find_gt(gt, name, sr_shape, scale):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog='srflow-sample', description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument('-i', '--input', required=True, help='LR image or folder of LR images')
     parser.add_argument('-c', '--checkpoint', required=True, help='SRFlowNet checkpoint (BasicSR .pth)')
     parser.add_argument('-o', '--output', required=True, help='output folder')
@@ -127,12 +138,12 @@ def parse_args(argv=None):
                         '(even); exact when >= the receptive radius (srflow_plugin.tools.tiling.needed_overlap)')
     parser.add_argument('--grid', action='store_true', help='also write a labelled picture grid per image')
     parser.add_argument('--gt', default=None, help='GT image or folder (GT column of the grids)')
-    parser.add_argument('--grid_dir', default=None, help='grid folder (default: <output>_grids)')
+    parser.add_argument('--grid_dir', default=None, help='grid folder; None: <output>_grids')
     args = parser.parse_args(argv)
     if args.num_samples < 1:
         parser.error(f'--num_samples must be >= 1, got {args.num_samples}')
-    if any(t < 0 for t in args.temperatures):
-        parser.error(f'--temperatures must be >= 0, got {args.temperatures}')
+    if any(not math.isfinite(t) or t < 0 for t in args.temperatures):
+        parser.error(f'--temperatures must be finite and >= 0, got {args.temperatures}')
     tags = [temperature_tag(t) for t in args.temperatures]
     if len(set(tags)) < len(tags):
         parser.error(f'--temperatures repeat a temperature (as written in file names: {" ".join(tags)})')
@@ -149,31 +160,51 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     images = list_images(args.input)
+    for path in images:  # a broken input is an error before anything is computed or written
+        read_image(path, min_size=MIN_LR_SIZE)
     net = load_srflow(args.checkpoint, args.opt, args.device)
     names = output_names(images, net.scale)
-    os.makedirs(args.output, exist_ok=True)
     grid_dir = args.grid_dir or args.output.rstrip('/\\') + '_grids'
-    written = []
+    for folder in [args.output] + ([grid_dir] if args.grid else []):
+        check_writable(folder)
+    written, nonfinite = [], {}
     for path, name in tqdm(list(zip(images, names)), unit='image', desc='SRFlow sampling'):
-        lq_img = read_image(path)
+        lq_img = read_image(path, min_size=MIN_LR_SIZE)
         lq = to_tensor(lq_img)
         samples = sample_image(net, lq, args.temperatures, args.num_samples, image_generator(args.seed, name),
                                args.tile, args.tile_overlap)
         sample_imgs = {key: to_image(sr) for key, sr in samples.items()}
         for (t, s), img in sample_imgs.items():
             out = osp.join(args.output, output_name(name, t, s))
-            imwrite(img, out)
+            write_image(img, out)
+            bad = nonfinite_pixels(samples[(t, s)])
+            record_nonfinite(out, bad)
+            if bad:
+                nonfinite[name, t] = nonfinite.get((name, t), 0) + bad
             written.append(out)
+        for t in args.temperatures:
+            if (name, float(t)) in nonfinite:
+                tqdm.write(f'Warning: {name} at temperature {t:g}: {nonfinite[name, float(t)]} non-finite pixels '
+                           f'(written as black; listed in {osp.join(args.output, NONFINITE_REPORT)})', file=sys.stderr)
         if args.grid:
             mode = sample_imgs.get((0.0, 0))
             if mode is None:
                 mode = to_image(mode_image(net, lq, args.tile, args.tile_overlap))
             gt_img = find_gt(args.gt, name, mode.shape, net.scale) if args.gt else None
-            imwrite(sample_grid(lq_img, sample_imgs, mode, net.scale, gt_img), osp.join(grid_dir, f'{name}_grid.png'))
+            write_image(sample_grid(lq_img, sample_imgs, mode, net.scale, gt_img),
+                        osp.join(grid_dir, f'{name}_grid.png'))
     print(f'Wrote {len(written)} samples of {len(images)} image(s) to {args.output}'
           + (f' and grids to {grid_dir}' if args.grid else ''))
+    if nonfinite:
+        per_t = {}
+        for (_, t), bad in nonfinite.items():
+            per_t[t] = per_t.get(t, 0) + bad
+        print('Non-finite pixels per temperature: ' + ', '.join(f'{t:g}: {n}' for t, n in sorted(per_t.items()))
+              + f'; those samples are listed in {osp.join(args.output, NONFINITE_REPORT)}', file=sys.stderr)
     return written
 
 
+cli = console_command(main, 'srflow-sample')
+
 if __name__ == '__main__':
-    main()
+    sys.exit(cli())

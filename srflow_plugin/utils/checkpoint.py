@@ -1,4 +1,49 @@
-"""Reading weights out of checkpoints, and loading them with errors that say what does not fit."""
+"""Checkpoints: the one module that reads, converts and writes them.
+
+- Reading: :func:`read_checkpoint` (``torch.load(weights_only=True)``: a file never runs code), the weights of a
+  BasicSR checkpoint (:func:`checkpoint_params`, ``params_ema`` preferred), one ``module.`` (DDP) prefix strip
+  (:func:`strip_module_prefix`) and loading with an error listing what does not fit (:func:`load_weights`).
+- The encoder alone (:func:`load_encoder_weights`: BasicSR RRDBNet or SRFlow release ``RRDB_*.pth`` names), a whole
+  SRFlowNet for inference (:func:`load_srflow`), the SRFlow release's checkpoints
+  (:func:`convert_release_state_dict`, :func:`convert_release_checkpoint`).
+- Writing: :func:`atomic_save` (a temporary ``<file>.tmp<pid>`` renamed into place: a killed process never leaves a
+  half-written checkpoint; errors name the file), :func:`remove_stale_temporaries` (the ``*.tmp<pid>`` files a
+  killed process left), :func:`save_srflow` (weights plus the network's configuration).
+"""
+import glob
+import os
+import re
+from copy import deepcopy
+from os import path as osp
+
+import torch
+import yaml
+from basicsr.utils import get_root_logger
+
+__all__ = [
+    'read_checkpoint', 'checkpoint_params', 'strip_module_prefix', 'load_weights', 'atomic_save',
+    'remove_stale_temporaries', 'encoder_state_dict', 'load_encoder_weights', 'RELEASED_CONFIGS',
+    'release_layer_names', 'convert_release_state_dict', 'convert_release_checkpoint', 'network_config',
+    'load_srflow', 'save_srflow'
+]
+
+_TEMPORARY = re.compile(r'\.tmp(\d+)$')
+
+
+# ---------------------------------------------------------------------------------------------------- reading
+def read_checkpoint(path, what='Checkpoint'):
+    """``torch.load(path, weights_only=True)`` on the CPU, with errors naming the file.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: it cannot be read as a weights-only checkpoint (corrupt, or it would need to run code).
+    """
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'{what} {path} does not exist.')
+    try:
+        return torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as error:  # noqa: BLE001  (unpickling errors come in many types)
+        raise ValueError(f'Cannot read {what.lower()} {path}: {error}') from error
 
 
 def checkpoint_params(checkpoint):
@@ -8,6 +53,11 @@ def checkpoint_params(checkpoint):
         if isinstance(checkpoint.get(key), dict):
             return checkpoint[key]
     return None
+
+
+def strip_module_prefix(state_dict):
+    """The state dict without the ``module.`` prefix that DataParallel / DistributedDataParallel add to keys."""
+    return {(k[len('module.'):] if k.startswith('module.') else k): v for k, v in state_dict.items()}
 
 
 def load_weights(net, state_dict, source, strict=True):
@@ -36,3 +86,293 @@ def load_weights(net, state_dict, source, strict=True):
                          f'  shape mismatches ({len(mismatched)}): {mismatched[:8]}')
     net.load_state_dict({k: v for k, v in state_dict.items() if k in own}, strict=strict)
     return missing, unexpected
+
+
+# ---------------------------------------------------------------------------------------------------- writing
+def atomic_save(obj, path):
+    """``torch.save`` to ``<path>.tmp<pid>``, then renamed to ``path``: a killed run never leaves a half-written
+    file under the final name.
+
+    Raises:
+        OSError: naming ``path`` when it cannot be written (full disk, read-only folder, ...); nothing is left.
+    """
+    tmp_path = f'{path}.tmp{os.getpid()}'
+    try:
+        os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+        torch.save(obj, tmp_path)
+        os.replace(tmp_path, path)
+    except (OSError, RuntimeError) as error:
+        raise OSError(f'Cannot write {path}: {error}') from error
+    finally:
+        if osp.exists(tmp_path):
+            os.remove(tmp_path)
+
+
+def _running(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder):
+    """Removes the ``*.tmp<pid>`` files of :func:`atomic_save` in ``folder`` whose process is no longer running (a
+    kill during a save leaves them). Returns the removed paths."""
+    removed = []
+    for path in glob.glob(osp.join(glob.escape(folder), '*.tmp*')):
+        match = _TEMPORARY.search(path)
+        if match and int(match.group(1)) != os.getpid() and not _running(int(match.group(1))):
+            os.remove(path)
+            removed.append(path)
+    if removed:
+        get_root_logger().info(f'Removed {len(removed)} temporary file(s) of an interrupted save: '
+                               f'{", ".join(removed[:5])}')
+    return removed
+
+
+# ---------------------------------------------------------------------------------------------------- the encoder
+# SRFlow release names -> BasicSR names (the release's RRDB_*.pth and the RRDB part of SRFlow_*.pth)
+RELEASE_RRDB_RENAMES = [
+    (re.compile(r'^RRDB_trunk\.(\d+)\.RDB(\d)\.'), r'body.\1.rdb\2.'),
+    (re.compile(r'^trunk_conv\.'), 'conv_body.'),
+    (re.compile(r'^upconv(\d)\.'), r'conv_up\1.'),
+    (re.compile(r'^HRconv\.'), 'conv_hr.'),
+]
+RELEASE_KEY = re.compile(r'(^|\.)(RRDB_trunk|trunk_conv)\.')
+def rename_release_rrdb_key(key):
+    """Maps one SRFlow-release RRDB key (``RRDB_trunk.0.RDB1.conv1.weight``) to BasicSR's naming."""
+    for pattern, replacement in RELEASE_RRDB_RENAMES:
+        key = pattern.sub(replacement, key)
+    return key
+
+
+def encoder_state_dict(state_dict):
+    """Brings an RRDB state dict of any supported naming to :class:`SRFlowRRDBNet`'s keys.
+
+    Accepts BasicSR RRDBNet keys, the SRFlow release's ``RRDB_*.pth`` keys, and either with a ``module.`` (DDP) or
+    ``RRDB.`` (SRFlow release network) or ``encoder.`` (this plugin's SRFlowNet) prefix.
+    """
+    converted = {}
+    for key, value in strip_module_prefix(state_dict).items():
+        for prefix in ('RRDB.', 'encoder.'):
+            if key.startswith(prefix):
+                key = key[len(prefix):]
+        converted[rename_release_rrdb_key(key)] = value
+    return converted
+
+
+def load_encoder_weights(encoder, path, strict=True):
+    """Loads pretrained RRDB weights into ``encoder`` (a :class:`SRFlowRRDBNet`).
+
+    The checkpoint may be a BasicSR checkpoint (``params_ema`` preferred over ``params``, e.g. the ESRGAN x4
+    releases) or an SRFlow release ``RRDB_*.pth`` (old key names); the naming is detected from the keys.
+
+    Args:
+        encoder (nn.Module): The network to load into.
+        path (str): Checkpoint file.
+        strict (bool): Require exactly matching keys. Default: True.
+
+    Raises:
+        ValueError: naming the file and listing missing/unexpected keys or mismatched shapes.
+    """
+    checkpoint = read_checkpoint(path, 'Encoder checkpoint')
+    if not isinstance(checkpoint, dict):
+        raise ValueError(f'{path}: expected a state dict, got {type(checkpoint).__name__}')
+    raw = checkpoint_params(checkpoint)
+    if raw is None:  # an SRFlow release RRDB_*.pth is the bare state dict
+        raw = checkpoint['state_dict'] if isinstance(checkpoint.get('state_dict'), dict) else checkpoint
+    if any(RELEASE_KEY.search(k) for k in raw):
+        if getattr(encoder, 'trunk_skip', 'trunk') != 'trunk':
+            get_root_logger().warning(f"{path} uses the SRFlow release's names: its weights were trained with "
+                                      "the release's long skip; set trunk_skip: trunk on the network to match.")
+    state_dict = encoder_state_dict(raw)
+    return load_weights(encoder, state_dict, f'{path} (for the RRDB encoder {type(encoder).__name__}, scale '
+                        f'{getattr(encoder, "scale", "?")})', strict)
+
+
+# ---------------------------------------------------------------------------------------------------- the release
+# SRFlowNet arguments of the released models
+RELEASED_CONFIGS = {
+    'SRFlow_DF2K_4X': dict(scale=4, num_block=23, tap_blocks=(1, 8, 15, 22), flow_steps=16, trunk_skip='trunk'),
+    'SRFlow_DF2K_8X': dict(scale=8, num_block=23, tap_blocks=(1, 3, 5, 7), flow_steps=16, trunk_skip='trunk'),
+    'SRFlow_CelebA_8X': dict(scale=8, num_block=8, tap_blocks=(1, 3, 5, 7), flow_steps=16, trunk_skip='trunk'),
+}
+
+_SUBNET_LAYERS = {'0': 'conv_in', '2': 'conv_hidden', '4': 'conv_out'}
+_SUBNETS = {'fFeatures': 'injector', 'fAffine': 'coupling'}
+_STEP_KEY = re.compile(r'^affine\.(fFeatures|fAffine)\.(\d)\.(.*)$')
+
+
+def release_layer_names(net):
+    """Maps each release layer index n to this network's module path, in construction order."""
+    names, n = {}, 0
+    for level_index, level in enumerate(net.levels):
+        n += 1  # squeeze
+        for step_index in range(len(level.steps)):
+            names[n] = f'levels.{level_index}.steps.{step_index}'
+            n += 1
+        if level.split is not None:
+            names[n] = f'levels.{level_index}.split'
+            n += 1
+    return names
+
+
+def _rename_step_key(rest):
+    match = _STEP_KEY.match(rest)
+    if match is None:
+        return rest  # actnorm.*, invconv.weight, conv.* of a split: same names
+    subnet, layer, tail = match.groups()
+    return f'{_SUBNETS[subnet]}.net.{_SUBNET_LAYERS[layer]}.{tail}'
+
+
+def convert_release_state_dict(state_dict, net):
+    """Renames a release SRFlowNet state dict to the keys of ``net`` (an :class:`SRFlowNet` of the same config).
+
+    ``flowUpsamplerNet.f.*`` (built but never used by the release) is dropped.
+
+    Args:
+        state_dict (dict): The release's state dict (``RRDB.*`` and ``flowUpsamplerNet.*`` keys).
+        net (SRFlowNet): The network the result is for (gives the layer layout).
+
+    Returns:
+        dict: A state dict for ``net.load_state_dict``.
+
+    Raises:
+        ValueError: for keys that belong to neither part, or a layer index the layout does not have.
+    """
+    layer_names = release_layer_names(net)
+    converted, rrdb, unknown = {}, {}, []
+    for key, value in strip_module_prefix(state_dict).items():
+        if key.startswith('RRDB.'):
+            rrdb[key] = value
+        elif key.startswith('flowUpsamplerNet.f.'):
+            continue
+        elif key.startswith('flowUpsamplerNet.layers.'):
+            index, rest = key[len('flowUpsamplerNet.layers.'):].split('.', 1)
+            if int(index) not in layer_names:
+                unknown.append(key)
+                continue
+            converted[f'{layer_names[int(index)]}.{_rename_step_key(rest)}'] = value
+        else:
+            unknown.append(key)
+    if unknown:
+        raise ValueError(f'keys that do not fit an SRFlow release network of this configuration: {unknown[:10]}'
+                         f'{" ..." if len(unknown) > 10 else ""}')
+    converted.update({f'encoder.{k}': v for k, v in encoder_state_dict(rrdb).items()})
+    return converted
+
+
+def convert_release_checkpoint(checkpoint, output, config):
+    """Converts a released SRFlow checkpoint for ``SRFlowNet(**config)`` and writes ``output`` (atomically) with
+    ``params`` and ``network_g``. Returns the network.
+
+    Raises:
+        FileNotFoundError / ValueError: naming the file when it is missing, unreadable or does not fit.
+    """
+    from srflow_plugin.archs import SRFlowNet
+
+    state_dict = read_checkpoint(checkpoint)
+    if isinstance(state_dict, dict) and isinstance(state_dict.get('state_dict'), dict):
+        state_dict = state_dict['state_dict']
+    net = SRFlowNet(**config)
+    load_weights(net, convert_release_state_dict(state_dict, net), f'{checkpoint} (for SRFlowNet({config}))')
+    save_srflow(net, output, {'type': 'SRFlowNet', **config})
+    return net
+
+
+# ---------------------------------------------------------------------------------------------------- SRFlowNet
+def _network_g_from_opt(opt):
+    """``network_g`` of an option file path or an already parsed option dict."""
+    source = opt
+    if isinstance(opt, str):
+        if not osp.isfile(opt):
+            raise FileNotFoundError(f'Option file {opt} does not exist.')
+        with open(opt) as f:
+            opt = yaml.safe_load(f)
+    if not isinstance(opt, dict) or not isinstance(opt.get('network_g'), dict):
+        raise ValueError(f'Options {source if isinstance(source, str) else "(dict)"} have no network_g section.')
+    return opt['network_g']
+
+
+def network_config(checkpoint, path, opt=None):
+    """The ``network_g`` dict to build the network from: ``opt``'s if given, else the checkpoint's.
+
+    Args:
+        checkpoint (dict): The loaded checkpoint.
+        path (str): Its file, for error messages.
+        opt (str | dict | None): A BasicSR option file (or parsed dict) with a ``network_g`` section.
+
+    Returns:
+        dict: A copy of ``network_g`` with ``type`` (default ``SRFlowNet``).
+    """
+    if opt is not None:
+        config = _network_g_from_opt(opt)
+    elif isinstance(checkpoint.get('network_g'), dict):
+        config = checkpoint['network_g']
+    else:
+        raise ValueError(f'Checkpoint {path} holds no network configuration (no "network_g" key, as BasicSR '
+                         'training checkpoints): pass the training option file (--opt) to say which network it is.')
+    config = deepcopy(config)
+    config.setdefault('type', 'SRFlowNet')
+    if config['type'] != 'SRFlowNet':
+        raise ValueError(f'network_g of {path if opt is None else opt} has type {config["type"]}; these tools '
+                         'need an SRFlowNet.')
+    return config
+
+
+def _state_dict(checkpoint, path):
+    state_dict = checkpoint_params(checkpoint)
+    if state_dict is None:
+        raise ValueError(f'Checkpoint {path} has neither "params_ema" nor "params" (keys: {sorted(checkpoint)[:10]}).')
+    return strip_module_prefix(state_dict)
+
+
+def load_srflow(path, opt=None, device='cpu'):
+    """Builds an SRFlowNet and loads a checkpoint into it, ready for inference (eval mode, on ``device``).
+
+    Args:
+        path (str): BasicSR checkpoint ``{'params': ..., 'params_ema': ...}`` (``params_ema`` is preferred), with
+            an optional ``network_g`` key holding the network's options (as written by ``save_srflow`` and the
+            release converter).
+        opt (str | dict | None): BasicSR option file (or parsed options) whose ``network_g`` builds the network;
+            needed when the checkpoint has no ``network_g`` (checkpoints saved by training), and preferred over
+            it when given.
+        device (str | torch.device): Where the network goes. Default: 'cpu'.
+
+    Returns:
+        SRFlowNet: the network in eval mode.
+
+    Raises:
+        FileNotFoundError / ValueError: naming the file when it is missing, unreadable, has no configuration, or
+        its keys or shapes do not fit the configured network.
+    """
+    import srflow_plugin  # noqa: F401  (registers SRFlowNet; installs the torchvision shim before basicsr)
+    from basicsr.archs import build_network
+
+    checkpoint = read_checkpoint(path)
+    if not isinstance(checkpoint, dict):
+        raise ValueError(f'Checkpoint {path} is not a dict (got {type(checkpoint).__name__}).')
+    config = network_config(checkpoint, path, opt)
+    state_dict = _state_dict(checkpoint, path)
+    net = build_network(deepcopy(config))
+    load_weights(net, state_dict, f'Checkpoint {path} (for the network {config})')
+    return net.eval().to(device)
+
+
+def save_srflow(net, path, network_g):
+    """Writes ``{'params': state_dict, 'network_g': network_g}``: a BasicSR checkpoint that ``load_srflow``
+    can rebuild without an option file.
+
+    Args:
+        net (nn.Module): The network.
+        path (str): Output file (written atomically).
+        network_g (dict): The network's options (``type`` and constructor arguments).
+    """
+    config = deepcopy(dict(network_g))
+    config.setdefault('type', type(net).__name__)
+    config = {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()}
+    state_dict = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+    atomic_save({'params': state_dict, 'network_g': config}, path)

@@ -10,8 +10,10 @@ import cv2
 import numpy as np
 from basicsr.utils import img2tensor, scandir, tensor2img
 
-__all__ = ['IMG_EXTENSIONS', 'is_image_file', 'list_images', 'images_in', 'read_image', 'to_tensor', 'to_image',
-           'crop_gt_to_sr', 'nonfinite_pixels']
+__all__ = ['IMG_EXTENSIONS', 'is_image_file', 'list_images', 'images_in', 'read_image', 'write_image', 'check_writable',
+           'to_tensor', 'to_image',
+           'crop_gt_to_sr', 'nonfinite_pixels', 'NONFINITE_REPORT', 'record_nonfinite',
+           'read_nonfinite']
 
 IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm')  # compared lower-cased
 
@@ -80,6 +82,30 @@ def read_image(path, min_size=1):
     return img
 
 
+def write_image(img, path):
+    """Writes a uint8 image (its folder is created); an OSError naming the file when it cannot be written."""
+    try:
+        os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+        ok = cv2.imwrite(path, img)
+    except (OSError, cv2.error) as error:
+        raise OSError(f'Cannot write image {path}: {error}') from error
+    if not ok:
+        raise OSError(f'Cannot write image {path} (folder not writable, disk full, or no encoder for its extension).')
+
+
+def check_writable(folder):
+    """Creates ``folder`` if needed and writes and removes a probe file there: an OSError naming the folder now,
+    rather than after all the work."""
+    probe = osp.join(folder, f'.write_probe{os.getpid()}')
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with open(probe, 'wb') as f:
+            f.write(b'0')
+        os.remove(probe)
+    except OSError as error:
+        raise OSError(f'Cannot write to {folder}: {error.strerror or error}') from error
+
+
 def to_tensor(img):
     """uint8 BGR HWC -> float RGB [1, 3, h, w] in [0, 1]."""
     return img2tensor(img.astype(np.float32) / 255., bgr2rgb=True, float32=True).unsqueeze(0)
@@ -115,6 +141,46 @@ def crop_gt_to_sr(gt, sr_size, scale, gt_name='GT', sr_name='SR'):
     h, w = sr_size
     margin = scale or 1
     if not (0 <= gt_h - h < margin and 0 <= gt_w - w < margin):
-        raise ValueError(f'{gt_name} of size {gt_w}x{gt_h} does not fit {sr_name} of size {w}x{h} (it may be larger '
-                         f'by less than the scale {margin}, and is then cropped).')
+        raise ValueError(f'{gt_name} of shape {tuple(gt.shape)} does not fit {sr_name} of size {w}x{h} (it may be '
+                         f'larger by less than the scale {margin}, and is then cropped).')
     return gt[..., :h, :w] if tensor else gt[:h, :w]
+
+
+NONFINITE_REPORT = 'nonfinite.tsv'
+
+
+def record_nonfinite(path, pixels):
+    """Keeps ``<folder of path>/nonfinite.tsv`` up to date for the image just written to ``path``: listed with its
+    count when it had non-finite pixels (written as 0 or 255), unlisted when not. ``srflow-measure`` leaves the
+    listed files out and says so."""
+    report = osp.join(osp.dirname(path), NONFINITE_REPORT)
+    if not pixels and not osp.isfile(report):
+        return
+    entries = _read_report(report) if osp.isfile(report) else {}
+    entries.pop(osp.basename(path), None)
+    if pixels:
+        entries[osp.basename(path)] = int(pixels)
+    if entries:
+        with open(report, 'w') as f:
+            f.writelines(f'{name}\t{count}\n' for name, count in sorted(entries.items()))
+    else:
+        os.remove(report)
+
+
+def _read_report(report):
+    entries = {}
+    with open(report) as f:
+        for line in f:
+            name, _, pixels = line.rstrip('\n').rpartition('\t')
+            if name:
+                entries[name] = int(pixels)
+    return entries
+
+
+def read_nonfinite(folder):
+    """{image path: non-finite pixels} from every ``nonfinite.tsv`` under ``folder`` (recursive)."""
+    found = {}
+    for root, _, files in os.walk(folder):
+        if NONFINITE_REPORT in files:
+            found.update({osp.join(root, name): n for name, n in _read_report(osp.join(root, NONFINITE_REPORT)).items()})
+    return found

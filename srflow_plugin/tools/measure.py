@@ -1,6 +1,6 @@
 """Measure SR results: PSNR, SSIM, LPIPS, LR-PSNR and the NTIRE diversity score.
 
-    python scripts/measure.py --sr results/SRFlow_x4 --gt datasets/DIV2K/DIV2K_valid_HR \\
+    srflow-measure --sr results/SRFlow_x4 --gt datasets/DIV2K/DIV2K_valid_HR \\
         --lr datasets/DIV2K/DIV2K_valid_LR_bicubic/X4 [--temperature 0.9] [--crop_border 0] [--no_lpips]
 
 Naming rule. Every GT image ``<stem>.<ext>`` owns the SR images (searched recursively in --sr) whose
@@ -10,8 +10,9 @@ file that matches no GT image is an error; GT images without SR images are skipp
 The LR input of ``<stem>`` is ``<stem>.<ext>`` or ``<stem>x<scale>.<ext>`` (DIV2K naming) in --lr.
 Image files are recognised by their extension in any case (``.png``, ``.Png``, ``.PNG``, ...).
 
-Temperatures. An SR file whose stem ends in ``_t<T>_s<k>`` (scripts/sample.py's names, ``0801_t0.9_s3``) carries
-the temperature T. ``--temperature T`` measures only the files of that temperature (tagged as sample.py writes it:
+Temperatures. An SR file whose stem ends in ``_t<T>_s<k>`` (the names of ``srflow-sample`` and of validation,
+``0801_t0.9_s3``, ``0801_5000_t0.9_s3``; :mod:`srflow_plugin.utils.sampling`) carries the temperature T.
+``--temperature T`` measures only the files of that temperature (tagged as the sampler writes it:
 ``--temperature 0.90`` finds ``_t0.9_``). Without it, an image whose SR files carry more than one temperature is
 an error naming the image and the temperatures: the metrics and the diversity of one image must come from samples
 of one temperature. Files without a temperature tag are samples as they are.
@@ -20,34 +21,33 @@ Per image, every metric is the mean over its SR samples; the diversity score nee
 The mean row averages the per-image values (an ``inf`` PSNR of identical images makes the mean inf).
 If the GT is larger than the SR output by less than the scale (GT sizes that are not a multiple of
 the scale), the GT is cropped at the bottom/right to the SR size, as NTIRE does.
+
+Non-finite samples. Files that ``srflow-sample`` or validation listed in a ``nonfinite.tsv`` beside them (their
+pixels were NaN or infinite, written as 0 or 255) are not results: they are left out of every metric, counted per
+image in the ``nonfinite`` column, and named in a warning.
 """
 import argparse
-import csv
 import math
-import re
 import sys
 from collections import defaultdict
 from os import path as osp
 
-import cv2
 import numpy as np
 import torch
 
-# run from a checkout: use this working tree's package, not an installed copy
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-import srflow_plugin  # noqa: E402,F401  (before basicsr: installs the torchvision shim)
-from basicsr.metrics.psnr_ssim import calculate_psnr, calculate_ssim  # noqa: E402
-from basicsr.utils import img2tensor, scandir  # noqa: E402
-from srflow_plugin.metrics import calculate_lr_psnr, diversity_score, get_lpips_model, lpips_distance  # noqa: E402
-from srflow_plugin.tools.sample import IMG_EXTENSIONS, temperature_tag  # noqa: E402
-
-# sample.py's '<image>_t<temperature tag>_s<sample>' (tags as temperature_tag writes them: 0, 0.9, 1e-05)
-TEMPERATURE_TAG = re.compile(r'_t(\d+(?:\.\d+)?(?:e[+-]\d+)?)_s\d+$')
+import srflow_plugin  # noqa: F401  (before basicsr: installs the torchvision shim)
+from basicsr.metrics.psnr_ssim import calculate_psnr, calculate_ssim
+from srflow_plugin.metrics import calculate_lr_psnr, diversity_score, get_lpips_model, lpips_distance
+from srflow_plugin.tools.command import HelpFormatter, console_command
+from srflow_plugin.utils.image import crop_gt_to_sr, images_in, read_image, read_nonfinite, to_tensor
+from srflow_plugin.utils.sampling import temperature_of, temperature_tag
+from srflow_plugin.utils.table import write_csv as write_table
 
 # column -> (markdown header, decimals in the markdown table)
 COLUMNS = {
     'image': ('image', None),
     'samples': ('samples', None),
+    'nonfinite': ('non-finite samples (left out)', None),
     'psnr': ('PSNR', 2),
     'ssim': ('SSIM', 4),
     'psnr_y': ('PSNR-Y', 2),
@@ -59,23 +59,8 @@ COLUMNS = {
 }
 
 
-def read_image(path):
-    """HWC uint8 BGR image, or an OSError naming the file."""
-    img = cv2.imread(path, cv2.IMREAD_COLOR)
-    if img is None:
-        raise OSError(f'Cannot read image {path} (missing, corrupt or not an image).')
-    return img
-
-
 def _stem(path):
     return osp.splitext(osp.basename(path))[0]
-
-
-def _images(folder, recursive):
-    if not osp.isdir(folder):
-        raise FileNotFoundError(f'Folder {folder} does not exist.')
-    return sorted(osp.join(folder, p) for p in scandir(folder, recursive=recursive)
-                  if osp.splitext(p)[1].lower() in IMG_EXTENSIONS)
 
 
 def group_samples(sr_paths, gt_stems):
@@ -103,13 +88,6 @@ def group_samples(sr_paths, gt_stems):
         shown = ', '.join(unmatched[:5]) + (' ...' if len(unmatched) > 5 else '')
         raise ValueError(f'{len(unmatched)} SR file(s) match no GT image (<gt stem>.png or <gt stem>_*.png): {shown}')
     return {stem: sorted(paths) for stem, paths in sorted(groups.items())}
-
-
-def temperature_of(path, owner):
-    """The temperature tag (a string, ``'0.9'``) of an SR file of GT ``owner`` named ``<owner>..._t<T>_s<k>``, or
-    None. The tag must lie after the GT stem (a GT named ``x_t1_s2`` does not tag its SR ``x_t1_s2.png``)."""
-    match = TEMPERATURE_TAG.search(_stem(path))
-    return match.group(1) if match and match.start() >= len(owner) else None
 
 
 def select_temperature(groups, temperature=None):
@@ -154,10 +132,6 @@ def find_lr(lr_paths, stem):
     return None
 
 
-def _rgb_tensor(img):
-    return img2tensor(img.astype(np.float32) / 255., bgr2rgb=True, float32=True).unsqueeze(0)
-
-
 def measure_image(samples, gt, lq=None, scale=None, crop_border=0, use_lpips=True, names=('sr', 'gt')):
     """Metrics of the SR samples of one image, averaged over the samples.
 
@@ -186,12 +160,9 @@ def measure_image(samples, gt, lq=None, scale=None, crop_border=0, use_lpips=Tru
         if scale is not None and scale != lr_scale:
             raise ValueError(f'SR {names[0]} is x{lr_scale} of its LR, but scale={scale} was given.')
         scale = lr_scale
-    margin = scale or 1
-    if gt.shape != shape:
-        dh, dw = gt.shape[0] - shape[0], gt.shape[1] - shape[1]
-        if not (0 <= dh < margin and 0 <= dw < margin and gt.shape[2:] == shape[2:]):
-            raise ValueError(f'GT {names[1]} shape {gt.shape} does not match SR {names[0]} shape {shape}.')
-        gt = gt[:shape[0], :shape[1]]
+    if gt.shape[2:] != shape[2:]:
+        raise ValueError(f'GT {names[1]} shape {gt.shape} does not match SR {names[0]} shape {shape}.')
+    gt = crop_gt_to_sr(gt, shape[:2], scale, f'GT {names[1]}', f'SR {names[0]}')
 
     per_sample = defaultdict(list)
     for sr in samples:
@@ -209,10 +180,10 @@ def measure_image(samples, gt, lq=None, scale=None, crop_border=0, use_lpips=Tru
     if use_lpips:
         c = crop_border
         crop = (lambda t: t[..., c:-c, c:-c]) if c else (lambda t: t)  # noqa: E731
-        gt_t = crop(_rgb_tensor(gt))
+        gt_t = crop(to_tensor(gt))
         maps, values = [], []
         for sr in samples:
-            sr_t = crop(_rgb_tensor(sr))
+            sr_t = crop(to_tensor(sr))
             values.append(lpips_distance(sr_t, gt_t).item())
             if len(samples) > 1:
                 maps.append(lpips_distance(sr_t, gt_t, spatial=True)[0, 0].cpu())
@@ -225,8 +196,10 @@ def measure_image(samples, gt, lq=None, scale=None, crop_border=0, use_lpips=Tru
 def mean_row(rows):
     """Mean over the images of every numeric column (images without a value are left out)."""
     mean = {'image': 'mean', 'samples': sum(r['samples'] for r in rows)}
+    if any('nonfinite' in r for r in rows):
+        mean['nonfinite'] = sum(r.get('nonfinite', 0) for r in rows)
     for key in COLUMNS:
-        if key in ('image', 'samples'):
+        if key in ('image', 'samples', 'nonfinite'):
             continue
         values = [r[key] for r in rows if r.get(key) is not None]
         if values:
@@ -249,21 +222,22 @@ def measure(sr_folder,
         gt_folder (str): GT images.
         lr_folder (str | None): LR inputs; enable 'lr_psnr' (SRFlow's definition) and fix the scale.
         scale (int | None): Scale factor, required when lr_folder is None (for NTIRE's LR-PSNR).
-        crop_border (int): Border cropped for PSNR, SSIM and LPIPS. Default: 0 (full images, as SRFlow).
-        use_lpips (bool): Compute LPIPS and diversity; needs the AlexNet weights. Default: True.
-        verbose (bool): Print a progress line per image. Default: True.
-        temperature (float | None): Measure only the SR files named ``<stem>..._t<T>_s<k>`` with this
-            temperature; required when the files of one image carry several (see ``select_temperature``).
-
-    Returns:
-        list[dict]: One row per GT image that has SR images, then the mean row (image='mean').
+        crop_border (int): Border cropped for PSNR, SSIM and LPIPS'mean').
     """
     if lr_folder is None and scale is None:
         raise ValueError('Give the LR folder (lr_folder / --lr) or the scale (scale / --scale).')
     if use_lpips:
         get_lpips_model()  # fail now, not after the PSNRs, when the backbone weights are missing
-    gt_paths = {_stem(p): p for p in _images(gt_folder, recursive=False)}
-    groups = select_temperature(group_samples(_images(sr_folder, recursive=True), gt_paths), temperature)
+    gt_paths = {_stem(p): p for p in images_in(gt_folder)}
+    nonfinite = read_nonfinite(sr_folder)
+    groups = select_temperature(group_samples(images_in(sr_folder, recursive=True), gt_paths), temperature)
+    left_out = {stem: [p for p in paths if p in nonfinite] for stem, paths in groups.items()}
+    left_out = {stem: paths for stem, paths in left_out.items() if paths}
+    if left_out:
+        files = [p for paths in left_out.values() for p in paths]
+        print(f'Warning: {len(files)} SR file(s) had non-finite pixels when they were written and are left out of '
+              f'the metrics: {", ".join(files[:5])}' + (' ...' if len(files) > 5 else ''), file=sys.stderr)
+        groups = {stem: [p for p in paths if p not in nonfinite] for stem, paths in groups.items()}
     if not groups:
         at = '' if temperature is None else f' at temperature {temperature_tag(temperature)} (<image>_t' \
             f'{temperature_tag(temperature)}_s<k>.png)'
@@ -272,10 +246,13 @@ def measure(sr_folder,
     if missing and verbose:
         print(f'{len(missing)} GT image(s) without SR images, not measured: {", ".join(missing[:10])}'
               + (' ...' if len(missing) > 10 else ''))
-    lr_paths = _images(lr_folder, recursive=False) if lr_folder else None
+    lr_paths = images_in(lr_folder) if lr_folder else None
 
     rows = []
     for stem, sr_paths in groups.items():
+        if not sr_paths:  # all of its samples were non-finite
+            rows.append({'image': stem, 'samples': 0, 'nonfinite': len(left_out[stem])})
+            continue
         lq = None
         if lr_paths is not None:
             lr_path = find_lr(lr_paths, stem)
@@ -283,6 +260,8 @@ def measure(sr_folder,
                 raise FileNotFoundError(f'No LR image for {stem} ({stem}.png or {stem}x<scale>.png) in {lr_folder}.')
             lq = read_image(lr_path)
         row = {'image': stem}
+        if stem in left_out:
+            row['nonfinite'] = len(left_out[stem])
         row.update(
             measure_image([read_image(p) for p in sr_paths],
                           read_image(gt_paths[stem]),
@@ -304,12 +283,7 @@ def _columns(rows):
 
 def write_csv(rows, path):
     """Write the rows as CSV (full precision; 'inf' for identical images; empty where not computed)."""
-    columns = _columns(rows)
-    with open(path, 'w', newline='') as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({key: row.get(key, '') for key in columns})
+    write_table(rows, path, _columns(rows))
 
 
 def format_markdown(rows):
@@ -334,6 +308,7 @@ def format_markdown(rows):
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
+        prog='srflow-measure', formatter_class=HelpFormatter,
         description='PSNR/SSIM (RGB and Y), LPIPS, LR-PSNR (LR input and NTIRE) and NTIRE diversity of SR results.',
         epilog='SR files belong to the GT image whose stem they equal or start with followed by "_" '
         '(0801.png, 0801_sample03.png); all SR files of one GT image are its samples. Files named '
@@ -344,11 +319,11 @@ def parse_args(argv=None):
     parser.add_argument('--lr', default=None, help='Folder of LR inputs (<stem>.png or <stem>x<scale>.png).')
     parser.add_argument('--scale', type=int, default=None, help='Scale factor; required without --lr.')
     parser.add_argument('--temperature', type=float, default=None, help='Measure only the SR files named '
-                        '<image>_t<T>_s<k> (scripts/sample.py) with this T; needed when --sr holds several.')
-    parser.add_argument('--crop_border', type=int, default=0, help='Border excluded from PSNR/SSIM/LPIPS. Default: 0')
+                        '<image>_t<T>_s<k> (srflow-sample, validation) with this T; needed when --sr holds several.')
+    parser.add_argument('--crop_border', type=int, default=0, help='Border excluded from PSNR/SSIM/LPIPS')
     parser.add_argument('--no_lpips', action='store_true', help='Skip LPIPS and diversity (no AlexNet weights).')
-    parser.add_argument('--csv', default=None, help='CSV output. Default: <sr>/metrics.csv')
-    parser.add_argument('--md', default=None, help='Markdown table output. Default: <sr>/metrics.md')
+    parser.add_argument('--csv', default=None, help='CSV output')
+    parser.add_argument('--md', default=None, help='Markdown table output')
     args = parser.parse_args(argv)
     if args.lr is None and args.scale is None:
         parser.error('give --lr or --scale')
@@ -375,5 +350,7 @@ def main(argv=None):
     return rows
 
 
+cli = console_command(main, 'srflow-measure')
+
 if __name__ == '__main__':
-    main()
+    sys.exit(cli())

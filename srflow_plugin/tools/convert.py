@@ -1,6 +1,6 @@
 """Converts a released SRFlow checkpoint (SRFlow_DF2K_4X.pth, ...) into a BasicSR checkpoint of SRFlowNet.
 
-    python scripts/convert_srflow_checkpoint.py SRFlow_DF2K_4X.pth -o experiments/pretrained_models/SRFlow_DF2K_4X.pth
+    srflow-convert SRFlow_DF2K_4X.pth -o experiments/pretrained_models/SRFlow_DF2K_4X.pth
 
 The configuration is taken from the file name for the three released models, or given with --config, or spelled
 out with the network options. The output holds ``params`` (as BasicSR's load_network expects) and ``network_g``
@@ -10,11 +10,9 @@ import argparse
 import os
 import sys
 
-import torch
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from srflow_plugin.archs import RELEASED_CONFIGS, SRFlowNet, convert_release_state_dict  # noqa: E402
-from srflow_plugin.utils import load_weights  # noqa: E402
+import srflow_plugin  # noqa: F401  (before basicsr: installs the torchvision shim)
+from srflow_plugin.tools.command import HelpFormatter, console_command
+from srflow_plugin.utils.checkpoint import RELEASED_CONFIGS, convert_release_checkpoint
 
 
 def network_config(args):
@@ -34,25 +32,9 @@ def network_config(args):
     return config
 
 
-def convert(checkpoint, output, config):
-    """Converts ``checkpoint`` for SRFlowNet(**config) and writes ``output`` atomically. Returns the network."""
-    state_dict = torch.load(checkpoint, map_location='cpu', weights_only=True)
-    if isinstance(state_dict, dict) and isinstance(state_dict.get('state_dict'), dict):
-        state_dict = state_dict['state_dict']
-    net = SRFlowNet(**config)
-    try:
-        load_weights(net, convert_release_state_dict(state_dict, net), f'{checkpoint} (for SRFlowNet({config}))')
-    except ValueError as error:
-        raise SystemExit(str(error))
-    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    partial = output + '.partial'
-    torch.save({'params': net.state_dict(), 'network_g': {'type': 'SRFlowNet', **config}}, partial)
-    os.replace(partial, output)  # never leave a half-written checkpoint under the final name
-    return net
-
-
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog='srflow-convert', description=__doc__,
+                                     formatter_class=HelpFormatter)
     parser.add_argument('checkpoint', help='released SRFlow checkpoint (.pth)')
     parser.add_argument('-o', '--output', required=True, help='BasicSR checkpoint to write')
     parser.add_argument('--config', help=f'one of {sorted(RELEASED_CONFIGS)} (default: from the file name)')
@@ -66,9 +48,11 @@ def main(argv=None):
     parser.add_argument('--hidden_channels', type=int)
     args = parser.parse_args(argv)
     config = network_config(args)
-    net = convert(args.checkpoint, args.output, config)
+    net = convert_release_checkpoint(args.checkpoint, args.output, config)
     print(f'wrote {args.output}: SRFlowNet({config}), {sum(p.numel() for p in net.parameters()):,} parameters')
 
 
+cli = console_command(main, 'srflow-convert')
+
 if __name__ == '__main__':
-    main()
+    sys.exit(cli())

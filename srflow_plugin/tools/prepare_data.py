@@ -4,7 +4,7 @@ Like BasicSR's scripts/data_preparation (extract_subimages.py + create_lmdb.py),
 images (DIV2K, Flickr2K, ...), with the LR images made here from each GT sub-image so that LR and GT
 match exactly:
 
-    python scripts/prepare_data.py --input datasets/DIV2K/DIV2K_train_HR --output datasets/DIV2K --scales 4 8
+    srflow-prepare-data --input datasets/DIV2K/DIV2K_train_HR --output datasets/DIV2K --scales 4 8
 
 writes, for --name DIV2K_train_HR (the default: the input folder's name),
 
@@ -17,10 +17,10 @@ The LMDB keys are the file stems, identical for GT and LR, as BasicSR's PairedIm
 cropped at the bottom/right to a multiple of the scales and the folders are named <name>_mod<m>.
 """
 import argparse
+import sys
 import math
 import os
 import shutil
-import sys
 from functools import partial
 from multiprocessing import Pool
 from os import path as osp
@@ -29,32 +29,11 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-# run from a checkout: use this working tree's package, not an installed copy
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-import srflow_plugin  # noqa: E402,F401  (before basicsr: installs the torchvision shim)
-from basicsr.utils import scandir  # noqa: E402
-from basicsr.utils.lmdb_util import make_lmdb_from_imgs  # noqa: E402
-from srflow_plugin.metrics.lr_psnr import bicubic_downscale  # noqa: E402
-
-IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm')  # compared lower-cased
-
-
-def read_image(path):
-    """Read an image as 8-bit BGR (grey and 16-bit images are converted, alpha is dropped).
-
-    Args:
-        path (str): Image file.
-
-    Returns:
-        ndarray: HWC uint8 BGR image.
-
-    Raises:
-        OSError: the file cannot be decoded; the message names it.
-    """
-    img = cv2.imread(path, cv2.IMREAD_COLOR)
-    if img is None:
-        raise OSError(f'Cannot read image {path} (missing, corrupt or not an image).')
-    return img
+import srflow_plugin  # noqa: F401  (before basicsr: installs the torchvision shim)
+from basicsr.utils.lmdb_util import make_lmdb_from_imgs
+from srflow_plugin.metrics.lr_psnr import bicubic_downscale
+from srflow_plugin.tools.command import HelpFormatter, console_command
+from srflow_plugin.utils.image import images_in, read_image
 
 
 def crop_starts(length, tile, step, thresh_size):
@@ -133,9 +112,7 @@ def list_images(input_folders):
     for folder in input_folders:
         if not osp.isdir(folder):
             raise FileNotFoundError(f'Input folder {folder} does not exist.')
-        images = (p for p in scandir(folder, recursive=False, full_path=True)
-                  if osp.splitext(p)[1].lower() in IMG_EXTENSIONS)
-        for path in sorted(images):
+        for path in images_in(folder):
             stem = osp.splitext(osp.basename(path))[0]
             if not stem.isascii():
                 raise ValueError(f'Image {path}: LMDB keys must be ASCII, rename the file.')
@@ -176,6 +153,8 @@ def prepare(input_folder,
         compression_level (int): PNG compression of the written images. Default: 3.
         overwrite (bool): Replace existing outputs instead of raising FileExistsError. Default: False.
 
+    An unreadable, truncated or too small image is an error naming it, and nothing is left in ``output_root``.
+
     Returns:
         dict: ``gt`` (folder), ``lr`` ({scale: folder}), ``gt_lmdb`` and ``lr_lmdb`` ({scale: path})
         (None / {} when lmdb=False) and ``keys`` (list of sub-image stems, the LMDB keys).
@@ -207,6 +186,19 @@ def prepare(input_folder,
             shutil.rmtree(target)
 
     paths = list_images(folders)
+    try:
+        _write_outputs(paths, outputs, scales, crop_size, step, thresh_size, multiple, compression_level, lmdb,
+                       n_thread)
+    except BaseException:
+        for target in targets:  # no partial output: a re-run needs no --overwrite
+            if osp.isdir(target):
+                shutil.rmtree(target)
+        raise
+    return outputs
+
+
+def _write_outputs(paths, outputs, scales, crop_size, step, thresh_size, multiple, compression_level, lmdb,
+                   n_thread):
     for folder in [outputs['gt'], *outputs['lr'].values()]:
         os.makedirs(folder)
     work = partial(process_image, gt_folder=outputs['gt'], lr_folders=outputs['lr'], crop_size=crop_size, step=step,
@@ -236,24 +228,24 @@ def prepare(input_folder,
             map_size = int(2 * pixels / scale**2) + 2**24
             make_lmdb_from_imgs(folder, lmdb_path, names, keys, map_size=map_size)
     outputs['keys'] = keys
-    return outputs
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
+        prog='srflow-prepare-data', formatter_class=HelpFormatter,
         description='Crop GT sub-images, make MATLAB-bicubic LR images and LMDBs for SRFlow training.')
     parser.add_argument('--input', required=True, nargs='+', help='Folder(s) of HR images (not recursive).')
     parser.add_argument('--output', required=True, help='Folder in which the outputs are created.')
-    parser.add_argument('--scales', type=int, nargs='+', default=[4], help='LR scales, e.g. 4 or 2 4 8. Default: 4')
+    parser.add_argument('--scales', type=int, nargs='+', default=[4], help='LR scales, e.g. 4 or 2 4 8')
     parser.add_argument(
-        '--crop_size', type=int, default=480, help='GT sub-image size; 0 keeps whole images. Default: 480')
-    parser.add_argument('--step', type=int, default=240, help='Distance between sub-images. Default: 240')
+        '--crop_size', type=int, default=480, help='GT sub-image size; 0 keeps whole images')
+    parser.add_argument('--step', type=int, default=240, help='Distance between sub-images')
     parser.add_argument(
-        '--thresh_size', type=int, default=48, help='Largest border remainder without an extra sub-image. Default: 48')
-    parser.add_argument('--name', default=None, help='Base name of the outputs. Default: the input folder name')
+        '--thresh_size', type=int, default=48, help='Largest border remainder without an extra sub-image')
+    parser.add_argument('--name', default=None, help='Base name of the outputs')
     parser.add_argument('--no_lmdb', action='store_true', help='Only write PNG folders.')
-    parser.add_argument('--n_thread', type=int, default=1, help='Worker processes. Default: 1')
-    parser.add_argument('--compression_level', type=int, default=3, help='PNG compression level. Default: 3')
+    parser.add_argument('--n_thread', type=int, default=1, help='Worker processes')
+    parser.add_argument('--compression_level', type=int, default=3, help='PNG compression level')
     parser.add_argument('--overwrite', action='store_true', help='Replace existing outputs.')
     return parser.parse_args(argv)
 
@@ -279,5 +271,7 @@ def main(argv=None):
         print('LMDBs:', out['gt_lmdb'], *out['lr_lmdb'].values())
 
 
+cli = console_command(main, 'srflow-prepare-data')
+
 if __name__ == '__main__':
-    main()
+    sys.exit(cli())

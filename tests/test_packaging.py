@@ -1,0 +1,111 @@
+"""setup.py: one version, correct floors, console commands that exit 0 / non-zero, and the start-up hook of an
+editable install (``pip install -e .``)."""
+import glob
+import os
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from os import path as osp
+
+import pytest
+
+import srflow_plugin
+from helpers_train import REPO, subprocess_env
+from test_sample import write_image, write_tiny_checkpoint
+
+SETUP = open(osp.join(REPO, 'setup.py'), encoding='utf-8').read()
+COMMANDS = dict(re.findall(r"'(srflow-[a-z-]+) = ([\w.]+:\w+)'", SETUP))
+
+
+def test_setup_states_the_floors_the_code_needs_and_reads_the_one_version():
+    assert "python_requires='>=3.9'" in SETUP  # math.lcm
+    assert "'torch>=1.13'" in SETUP  # torch.load(weights_only=True)
+    assert "version=read_version()" in SETUP and srflow_plugin.__version__ not in SETUP
+
+
+def test_every_tool_is_a_console_command():
+    tools = {'srflow-sample', 'srflow-latent', 'srflow-measure', 'srflow-prepare-data', 'srflow-convert'}
+    assert tools <= set(COMMANDS)
+    assert all(COMMANDS[name].endswith(':cli') for name in tools)
+
+
+def _run_entry_point(name, args, cwd):
+    """What the installed console script does: ``sys.exit(<entry point>())``."""
+    module, function = COMMANDS[name].split(':')
+    code = f'import sys; sys.argv[1:] = {args!r}; from {module} import {function}; sys.exit({function}())'
+    return subprocess.run([sys.executable, '-c', code], cwd=str(cwd), env=subprocess_env(), capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.fixture(scope='module')
+def inputs(tmp_path_factory):
+    root = tmp_path_factory.mktemp('cli')
+    write_tiny_checkpoint(root / 'tiny.pth')
+    write_image(root / 'lr' / 'a.png', 8, 8, seed=1)
+    return root
+
+
+def test_srflow_sample_exits_0_on_success_and_prints_no_return_value(inputs, tmp_path):
+    result = _run_entry_point('srflow-sample', ['-i', str(inputs / 'lr'), '-c', str(inputs / 'tiny.pth'), '-o',
+                                                str(tmp_path / 'out'), '--temperatures', '0.8', '--num_samples',
+                                                '1'], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert os.listdir(tmp_path / 'out') == ['a_t0.8_s0.png']
+    assert '[' not in result.stdout and 'tensor' not in result.stderr  # no dumped list of paths or tensors
+
+
+def test_srflow_latent_exits_0_on_success(inputs, tmp_path):
+    result = _run_entry_point('srflow-latent', ['sweep', '-i', str(inputs / 'lr' / 'a.png'), '-c',
+                                                str(inputs / 'tiny.pth'), '-o', str(tmp_path), '--temperatures',
+                                                '0', '0.5'], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert osp.isfile(tmp_path / 'a_sweep.png') and "a_sweep.png'" not in result.stderr
+
+
+def test_a_failing_command_exits_1_with_one_line_naming_the_file(inputs, tmp_path):
+    (tmp_path / 'broken.png').write_bytes(b'')
+    result = _run_entry_point('srflow-sample', ['-i', str(tmp_path / 'broken.png'), '-c', str(inputs / 'tiny.pth'),
+                                                '-o', str(tmp_path / 'out')], tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [f'srflow-sample: error: Cannot read image {tmp_path / "broken.png"}'
+                                                  ': the file is empty (0 bytes).']
+
+
+@pytest.mark.parametrize('name', ['srflow-sample', 'srflow-latent', 'srflow-measure', 'srflow-prepare-data',
+                                  'srflow-convert'])
+def test_help_names_the_console_command_and_shows_defaults(name):
+    module = COMMANDS[name].split(':')[0]
+    result = subprocess.run([sys.executable, '-m', module, '--help'], env=subprocess_env(), capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f'usage: {name} ')
+    assert 'scripts/' not in result.stdout
+    if name == 'srflow-sample':
+        text = ' '.join(result.stdout.split())  # argparse wraps lines
+        assert '(default: [0.0, 0.8, 0.9])' in text and 'samples per temperature > 0 (temperature 0 gives one) ' \
+            '(default: 3)' in text
+
+
+def test_an_editable_install_also_gets_the_startup_hook(tmp_path):
+    """Builds the editable wheel ``pip install -e .`` would install, puts it in a fresh site folder and starts a
+    Python without the system site-packages there: the hook of srflow_plugin_boot must be installed at start-up."""
+    source = tmp_path / 'src'
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns('.git', '__pycache__', '*.egg-info', 'build', 'docs',
+                                                                 'experiments', 'results', 'demo_output'))
+    build = subprocess.run([sys.executable, '-c', 'import sys; from setuptools import build_meta; '
+                            'build_meta.build_editable(sys.argv[1])', str(tmp_path / 'wheel')], cwd=str(source),
+                           capture_output=True, text=True, timeout=300)
+    assert build.returncode == 0, build.stderr[-3000:]
+    wheel = glob.glob(str(tmp_path / 'wheel' / '*.whl'))[0]
+    with zipfile.ZipFile(wheel) as archive:
+        assert archive.read('srflow_plugin.pth') == open(osp.join(REPO, 'srflow_plugin.pth'), 'rb').read()
+        archive.extractall(tmp_path / 'site')
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+    check = subprocess.run([sys.executable, '-S', '-c', 'import site, sys; site.addsitedir(sys.argv[1]); '
+                            'print(type(sys.meta_path[0]).__module__, sys.modules["srflow_plugin_boot"].__file__)',
+                            str(tmp_path / 'site')], cwd=str(tmp_path), env=env, capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+    assert check.stdout.split() == ['srflow_plugin_boot', str(source / 'srflow_plugin_boot.py')]
+
