@@ -95,6 +95,7 @@ setup(
             'srflow-measure = srflow_plugin.tools.measure:cli',
             'srflow-prepare-data = srflow_plugin.tools.prepare_data:cli',
             'srflow-convert = srflow_plugin.tools.convert:cli',
+            'srflow-complexity = srflow_plugin.tools.complexity:cli',
         ]
     },
     zip_safe=False,

@@ -1,4 +1,9 @@
-"""SRFlowModel: trains SRFlowNet by maximum likelihood; validation lives in :mod:`srflow_plugin.models.validation`."""
+"""SRFlowModel: trains a conditional flow (SRFlowNet, or any registered network with its ``condition`` / ``encode`` /
+``decode`` / ``draw_latents`` interface) by maximum likelihood; validation lives in
+:mod:`srflow_plugin.models.validation`.
+
+The encoder schedule (``train_rrdb_delay``, ``optim_rrdb``) applies to networks with an ``encoder`` module, and the
+ActNorm initialisation to networks with ActNorm layers; other flows train as a whole."""
 from collections import OrderedDict
 from copy import deepcopy
 from os import path as osp
@@ -101,6 +106,8 @@ class SRFlowModel(BaseModel):
 
         total_iter = int(train_opt['total_iter'])
         delay = float(get_option(self.opt, 'train', 'train_rrdb_delay') or 0)
+        if not self._has_encoder():
+            delay = 0  # a flow without a separate LR encoder (e.g. CouplingFlowNet) trains as a whole
         self.encoder_frozen_until = int(delay * total_iter)  # frozen for iterations 1..encoder_frozen_until
         if self.encoder_frozen_until > 0:
             logger.info(f'The encoder is frozen for the first {self.encoder_frozen_until} of {total_iter} '
@@ -138,7 +145,12 @@ class SRFlowModel(BaseModel):
         """Whether the encoder is trained at this iteration (``train.train_rrdb_delay``)."""
         return current_iter > self.encoder_frozen_until
 
+    def _has_encoder(self):
+        return isinstance(getattr(self._bare(), 'encoder', None), torch.nn.Module)
+
     def _set_encoder_trainable(self, trainable):
+        if not self._has_encoder():
+            return
         encoder = self._bare().encoder
         for param in encoder.parameters():
             param.requires_grad_(trainable)
