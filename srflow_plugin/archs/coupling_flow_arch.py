@@ -210,13 +210,7 @@ class CouplingFlowNet(nn.Module):
         cond_hidden (int): Width of the conditioning network's first convolution. Default: 16.
     """
 
-    def __init__(self,
-                 scale=4,
-                 in_channels=3,
-                 num_couplings=16,
-                 hidden_channels=40,
-                 hidden_layers=1,
-                 cond_channels=8,
+    def __init__(self, scale=4, in_channels=3, num_couplings=16, hidden_channels=40, hidden_layers=1, cond_channels=8,
                  cond_hidden=16):
         super().__init__()
         if scale not in (2, 4, 8):
@@ -238,9 +232,11 @@ class CouplingFlowNet(nn.Module):
         """(C, H, W) of the one latent for an LR image of lq_h x lq_w."""
         return [(self.num_channels, lq_h * self.scale // 2, lq_w * self.scale // 2)]
 
-    def _check_image(self, name, x):
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f'{name} must be [B, {self.in_channels}, H, W], got shape {tuple(x.shape)}')
+    # SRFlowNet's input check, condition resolution, latent drawing and DDP entry need only what this class also has
+    _check_image = SRFlowNet._check_image
+    _resolve_condition = SRFlowNet._resolve_condition
+    draw_latents = SRFlowNet.draw_latents
+    forward = SRFlowNet.forward
 
     def condition(self, lq, precompute=True):
         """Everything that depends on the LR images only.
@@ -263,21 +259,13 @@ class CouplingFlowNet(nn.Module):
             return cond.step_conds
         return (step.prepare_condition(cond.features) for step in self.steps)
 
-    def _resolve_condition(self, lq, cond):
-        if cond is not None:
-            return cond
-        if lq is None:
-            raise ValueError('give the LR images (lq) or a precomputed condition (cond)')
-        return self.condition(lq, precompute=False)
-
     def encode(self, gt, lq=None, cond=None):
         """HR images -> ([latent], NLL in bits per dimension, shape [B]); see :meth:`SRFlowNet.encode`."""
         self._check_image('gt', gt)
         cond = self._resolve_condition(lq, cond)
-        expected = (cond.lq_size[0] * self.scale, cond.lq_size[1] * self.scale)
-        if tuple(gt.shape[-2:]) != expected:
-            raise ValueError(f'gt of shape {tuple(gt.shape)} is not {self.scale}x the LR size {cond.lq_size} '
-                             f'(expected {expected[0]}x{expected[1]})')
+        _, z_h, z_w = self.latent_shapes(*cond.lq_size)[0]
+        if tuple(gt.shape[-2:]) != (2 * z_h, 2 * z_w):
+            raise ValueError(f'gt of shape {tuple(gt.shape)} is not {self.scale}x the LR size {cond.lq_size}')
         z, logdet = self.squeeze(gt)
         for step, step_cond in zip(self.steps, self._step_conds(cond)):
             z, step_logdet = step(z, step_cond)
@@ -300,12 +288,3 @@ class CouplingFlowNet(nn.Module):
         for step, step_cond in reversed(list(zip(self.steps, self._step_conds(cond)))):
             z = step.inverse(z, step_cond)[0]
         return self.squeeze.inverse(z)[0]
-
-    # the same drawing as SRFlowNet's (it only needs latent_shapes and the parameters' device and dtype)
-    draw_latents = SRFlowNet.draw_latents
-
-    def forward(self, lq, gt=None, **decode_kwargs):
-        """``net(lq, gt)`` is :meth:`encode`; ``net(lq, ...)`` is :meth:`decode` (one entry for DDP)."""
-        if gt is not None:
-            return self.encode(gt, lq)
-        return self.decode(lq, **decode_kwargs)
