@@ -96,6 +96,7 @@ setup(
             'srflow-prepare-data = srflow_plugin.tools.prepare_data:cli',
             'srflow-convert = srflow_plugin.tools.convert:cli',
             'srflow-complexity = srflow_plugin.tools.complexity:cli',
+            'srflow-compare = srflow_plugin.tools.compare:cli',
         ]
     },
     zip_safe=False,
