@@ -159,9 +159,14 @@ def test_complexity_command_reads_option_files_and_arch_specs(tmp_path, capsys):
     opt = tmp_path / 'o.yml'
     opt.write_text('network_g: {type: SRResNet, num_feat: 8, num_block: 1}\n'
                    'network_d: {type: VGGStyleDiscriminator, num_in_ch: 3, num_feat: 4, input_size: 128}\n')
-    assert complexity.main(['-opt', str(opt), '--arch', 'SRResNet num_feat=8 num_block=1', '--max-probe', '32']) == 0
+    figures = complexity.main(['-opt', str(opt), '--arch', 'SRResNet num_feat=8 num_block=1', '--max-probe', '32'])
     out = capsys.readouterr().out
     assert 'per input pixel   whole input' in out and out.count('SRResNet') >= 2
-    assert complexity.main(['-opt', str(opt), '--match', '0.1', '--max-probe', '32']) == 2  # the 2nd is no SR net
-    assert complexity.main(['--arch', 'NoSuchNet']) == 2
+    assert figures[0].macs_per_pixel == figures[2].macs_per_pixel and figures[1].rf_input is None
+    with pytest.raises(ValueError, match='two image networks'):  # the 2nd is a discriminator
+        complexity.main(['-opt', str(opt), '--match', '0.1', '--max-probe', '32'])
+    assert complexity.cli(['--arch', 'NoSuchNet']) == 1
     assert "'NoSuchNet' is not a registered architecture" in capsys.readouterr().err
+    assert complexity.cli(['--arch', 'SRResNet num_feat=8 num_block=1', '--arch', 'SRResNet num_feat=8 num_block=3',
+                           '--match', '0.1', '--max-probe', '32']) == 1
+    assert 'NOT within 10 %' in capsys.readouterr().out

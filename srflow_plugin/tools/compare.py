@@ -37,11 +37,12 @@ import yaml
 
 import srflow_plugin  # noqa: F401  (registers the archs; before basicsr: installs the torchvision shim)
 from basicsr.utils import imwrite
-from srflow_plugin.metrics.fid import FID
+from srflow_plugin.tools import measure as measure_tool
+from srflow_plugin.tools.command import HelpFormatter, console_command
 from srflow_plugin.tools.grid import bicubic_upscale, make_grid, nearest_upscale
-from srflow_plugin.utils import checkpoint_params, load_weights
-from srflow_plugin.utils.image import list_images, read_image, to_image, to_tensor
-from srflow_plugin.utils.sampling import image_generator, output_name, output_names, temperature_tag
+from srflow_plugin.utils.checkpoint import checkpoint_params, load_weights, read_checkpoint, strip_module_prefix
+from srflow_plugin.utils.image import images_in, list_images, read_image, to_image, to_tensor
+from srflow_plugin.utils.sampling import image_generator, output_name, output_names, temperature_of, temperature_tag
 from srflow_plugin.utils.table import write_csv
 
 __all__ = ['ModelSpec', 'parse_model', 'load_network', 'run_model', 'compare', 'format_table', 'picture_grid',
@@ -60,16 +61,6 @@ COLUMNS = OrderedDict([
     ('images', ('images', None)),
     ('samples', ('samples', None)),
 ])
-
-
-def _measure():
-    """The measure module (``srflow-measure``)."""
-    try:
-        from srflow_plugin.tools import measure
-    except ImportError:  # a checkout where measure.py is still a script
-        sys.path.insert(0, osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'scripts'))
-        import measure
-    return measure
 
 
 class ModelSpec:
@@ -113,12 +104,11 @@ def load_network(options, checkpoint=None, device='cpu'):
         raise FileNotFoundError(f'No checkpoint for {options}: give OPTIONS.yml:CHECKPOINT or set '
                                 f'path.pretrain_network_g (got {checkpoint})')
     net = build_network(copy.deepcopy(opt['network_g']))
-    state = torch.load(checkpoint, map_location='cpu', weights_only=True)
+    state = read_checkpoint(checkpoint)
     params = checkpoint_params(state) if isinstance(state, dict) else None
     if params is None:
         raise ValueError(f'Checkpoint {checkpoint} has neither "params_ema" nor "params"')
-    params = {k[7:] if k.startswith('module.') else k: v for k, v in params.items()}
-    load_weights(net, params, f'Checkpoint {checkpoint} (for network_g of {options})')
+    load_weights(net, strip_module_prefix(params), f'Checkpoint {checkpoint} (for network_g of {options})')
     return net.eval().to(device), opt.get('scale')
 
 
@@ -144,32 +134,20 @@ def run_model(net, lr_folder, out_dir, scale, temperatures=(0.0, 0.8), samples=3
             imwrite(to_image(net(lq)), osp.join(out_dir, f'{name}.png'))
 
 
+def _groups(folder, gt_folder):
+    """measure's pairing of a folder's SR files with the GT images: {GT stem: [SR files]}."""
+    gt_stems = {osp.splitext(osp.basename(p))[0]: p for p in images_in(gt_folder)}
+    return measure_tool.group_samples(images_in(folder, recursive=True), gt_stems)
+
+
 def _temperatures(folder, gt_folder):
     """The temperatures of a folder's files (sorted floats), or [None] when they carry none."""
-    measure = _measure()
-    gt_paths = {osp.splitext(osp.basename(p))[0]: p for p in list_images(gt_folder)}
-    groups = measure.group_samples(measure._images(folder, recursive=True), gt_paths)
-    tags = {measure.temperature_of(p, stem) for stem, paths in groups.items() for p in paths}
+    tags = {temperature_of(p, stem) for stem, paths in _groups(folder, gt_folder).items() for p in paths}
     if tags == {None}:
         return [None]
     if None in tags:
         raise ValueError(f'{folder} mixes files with and without a temperature (<image>_t<T>_s<k>.png)')
     return sorted(float(t) for t in tags)
-
-
-def _fid(folder, gt_folder, temperature, feature_net=None, crop_border=0):
-    """FID of all SR files of ``folder`` (at ``temperature``) against their GT images."""
-    measure = _measure()
-    gt_paths = {osp.splitext(osp.basename(p))[0]: p for p in list_images(gt_folder)}
-    groups = measure.select_temperature(measure.group_samples(measure._images(folder, recursive=True), gt_paths),
-                                        temperature)
-    metric = FID(crop_border=crop_border, feature_net=feature_net)
-    for stem, paths in groups.items():
-        gt = read_image(gt_paths[stem])
-        for path in paths:
-            sr = read_image(path)
-            metric.update(sr, gt[:sr.shape[0], :sr.shape[1]])
-    return metric.compute()
 
 
 def compare(models, gt_folder, lr_folder, out_dir, scale=4, temperatures=(0.0, 0.8), samples=3, crop_border=0,
@@ -193,7 +171,6 @@ def compare(models, gt_folder, lr_folder, out_dir, scale=4, temperatures=(0.0, 0
     Returns:
         tuple: (rows, folders): table rows and {model name: folder of its outputs}.
     """
-    measure = _measure()
     rows, folders = [], OrderedDict()
     for spec in models:
         folder = spec.folder
@@ -205,13 +182,12 @@ def compare(models, gt_folder, lr_folder, out_dir, scale=4, temperatures=(0.0, 0
             run_model(net, lr_folder, folder, scale, temperatures, samples, seed)
         folders[spec.name] = folder
         for temperature in _temperatures(folder, gt_folder):
-            image_rows = measure.measure(folder, gt_folder, lr_folder, scale, crop_border, use_lpips=use_lpips,
-                                         verbose=False, temperature=temperature)
+            image_rows = measure_tool.measure(folder, gt_folder, lr_folder, scale, crop_border, use_lpips=use_lpips,
+                                              verbose=False, temperature=temperature, fid=use_fid,
+                                              fid_features=fid_features)
             mean = image_rows[-1]
             row = OrderedDict(model=spec.name, temperature='' if temperature is None else temperature_tag(temperature))
-            if use_fid:
-                row['fid'] = _fid(folder, gt_folder, temperature, fid_features, crop_border)
-            for key in ('lpips', 'psnr', 'ssim', 'lr_psnr', 'diversity'):
+            for key in ('fid', 'lpips', 'psnr', 'ssim', 'lr_psnr', 'diversity'):
                 if key in mean:
                     row[key] = mean[key]
             row['images'], row['samples'] = len(image_rows) - 1, mean['samples']
@@ -246,11 +222,9 @@ def _pick(folder, stem, temperature):
         path = osp.join(folder, name)
         if osp.isfile(path):
             return read_image(path)
-    measure = _measure()
-    groups = measure.group_samples(measure._images(folder, recursive=True), {stem: stem})
-    paths = groups.get(stem, [])
+    paths = measure_tool.group_samples(images_in(folder, recursive=True), {stem: stem}).get(stem, [])
     if temperature is not None:
-        paths = [p for p in paths if measure.temperature_of(p, stem) == temperature_tag(temperature)]
+        paths = [p for p in paths if temperature_of(p, stem) == temperature_tag(temperature)]
     if not paths:
         raise FileNotFoundError(f'No output of {stem} in {folder}' +
                                 ('' if temperature is None else f' at temperature {temperature_tag(temperature)}'))
@@ -268,13 +242,12 @@ def picture_grid(folders, gt_folder, lr_folder, scale, images=3, crop=None, temp
     Returns:
         ndarray: The grid (HWC uint8 BGR).
     """
-    measure = _measure()
     lr_paths = list_images(lr_folder)
     rows = []
     for gt_path in list_images(gt_folder)[:images]:
         stem = osp.splitext(osp.basename(gt_path))[0]
         gt = read_image(gt_path)
-        lr_path = measure.find_lr(lr_paths, stem)
+        lr_path = measure_tool.find_lr(lr_paths, stem)
         if lr_path is None:
             raise FileNotFoundError(f'No LR image of {stem} in {lr_folder}')
         lq = read_image(lr_path)
@@ -379,8 +352,8 @@ def write_outputs(rows, folders, out_dir, gt_folder, lr_folder, scale, grid_imag
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = argparse.ArgumentParser(prog='srflow-compare', description=__doc__.split('\n')[0],
+                                     formatter_class=HelpFormatter, epilog=__doc__)
     parser.add_argument('--gt', required=True, help='Folder of GT images.')
     parser.add_argument('--lr', required=True, help='Folder of LR images (<stem>.png or <stem>x<scale>.png).')
     parser.add_argument('--out', required=True, help='Output folder.')
@@ -403,21 +376,18 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    try:
-        models = [parse_model(spec) for spec in args.model]
-        rows, folders = compare(models, args.gt, args.lr, args.out, args.scale, args.temperatures, args.samples,
-                                args.crop_border, not args.no_lpips, not args.no_fid, seed=args.seed,
-                                device=args.device)
-        table = write_outputs(rows, folders, args.out, args.gt, args.lr, args.scale, args.grid_images, args.crop,
-                              args.grid_temperature)
-    except (ValueError, OSError) as error:
-        print(f'error: {error}', file=sys.stderr)
-        return 2
+    models = [parse_model(spec) for spec in args.model]
+    rows, folders = compare(models, args.gt, args.lr, args.out, args.scale, args.temperatures, args.samples,
+                            args.crop_border, not args.no_lpips, not args.no_fid, seed=args.seed, device=args.device)
+    table = write_outputs(rows, folders, args.out, args.gt, args.lr, args.scale, args.grid_images, args.crop,
+                          args.grid_temperature)
     print(table)
     print(f'Written to {args.out}: comparison.md, comparison.csv, grid.png'
           + (', temperature.png' if osp.isfile(osp.join(args.out, 'temperature.png')) else ''))
-    return 0
+    return rows
 
+
+cli = console_command(main, 'srflow-compare')
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(cli())

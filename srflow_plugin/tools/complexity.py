@@ -29,7 +29,9 @@ import torch
 import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = ['NetworkFigures', 'measure_network', 'parse_arch', 'option_networks', 'main']
+from srflow_plugin.tools.command import HelpFormatter, console_command
+
+__all__ = ['NetworkFigures', 'measure_network', 'parse_arch', 'option_networks', 'relative_gap', 'main', 'cli']
 
 
 class NetworkFigures:
@@ -185,43 +187,41 @@ def relative_gap(a, b):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = argparse.ArgumentParser(prog='srflow-complexity', description=__doc__.split('\n')[0],
+                                     formatter_class=HelpFormatter, epilog=__doc__)
     parser.add_argument('-opt', action='append', default=[], help='Option file (repeatable).')
     parser.add_argument('--arch', action='append', default=[], help='"<arch> key=value ..." (repeatable).')
-    parser.add_argument('--probe', type=int, default=16, help='LR side for counting and first probe. Default: 16')
-    parser.add_argument('--max-probe', type=int, default=128, help='Largest LR side of the probe. Default: 128')
+    parser.add_argument('--probe', type=int, default=16, help='LR side for counting and the first probe.')
+    parser.add_argument('--max-probe', type=int, default=128, help='Largest LR side of the probe.')
     parser.add_argument('--match', type=float, default=None,
                         help='Fail unless the first two networks agree within this fraction.')
     args = parser.parse_args(argv)
-    try:
-        specs = [item for path in args.opt for item in option_networks(path)]
-        specs += [(spec, parse_arch(spec)) for spec in args.arch]
-        if not specs:
-            parser.error('give at least one -opt or --arch')
-        torch.manual_seed(0)
-        figures = []
-        print(f"{'network':<28s} {'arch':<22s} {'params':>11s}  {'MACs':>11s}                    receptive field")
-        for label, opt in specs:
-            net = _build(opt, label)
-            figures.append(measure_network(net, label, opt['type'], args.probe, args.max_probe))
-            print(figures[-1].row(), flush=True)
-    except (ValueError, FileNotFoundError) as error:
-        print(f'error: {error}', file=sys.stderr)
-        return 2
+    specs = [item for path in args.opt for item in option_networks(path)]
+    specs += [(spec, parse_arch(spec)) for spec in args.arch]
+    if not specs:
+        parser.error('give at least one -opt or --arch')
+    torch.manual_seed(0)
+    figures = []
+    print(f"{'network':<28s} {'arch':<22s} {'params':>11s}  {'MACs':>11s}                    receptive field")
+    for label, opt in specs:
+        net = _build(opt, label)
+        figures.append(measure_network(net, label, opt['type'], args.probe, args.max_probe))
+        print(figures[-1].row(), flush=True)
     if args.match is not None:
         if len(figures) < 2 or figures[0].rf_output is None or figures[1].rf_output is None:
-            print('error: --match needs two image networks first', file=sys.stderr)
-            return 2
+            raise ValueError('--match needs two image networks first')
         a, b = figures[:2]
         gaps = {'MACs per pixel': relative_gap(a.macs_per_pixel, b.macs_per_pixel),
                 'receptive field': relative_gap(a.rf_output, b.rf_output)}
         ok = all(gap <= args.match for gap in gaps.values()) and a.rf_exact and b.rf_exact
         print(f"{a.label} vs {b.label}: " + ', '.join(f'{k} differ by {100 * v:.1f} %' for k, v in gaps.items()) +
               f" -> {'within' if ok else 'NOT within'} {100 * args.match:g} %")
-        return 0 if ok else 1
-    return 0
+        if not ok:
+            raise RuntimeError(f'{a.label} and {b.label} are not within {100 * args.match:g} % of each other')
+    return figures
 
+
+cli = console_command(main, 'srflow-complexity')
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(cli())
