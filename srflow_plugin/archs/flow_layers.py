@@ -228,7 +228,7 @@ class ConditionalSubNet(nn.Module):
             h = F.conv2d(x, self.conv_in.weight[:, :self.in_channels], padding=1) + h
         h = F.relu(self.conv_in.actnorm(h)[0])
         h = F.relu(self.conv_hidden(h))
-        return self.conv_out(h).float()  # lower precision under autocast: the affine maps take float32
+        return self.conv_out(h)  # under autocast too in the parameters' precision: ZeroConv2d's exp(logs) promotes
 
 
 class AffineInjector(nn.Module):
