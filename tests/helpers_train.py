@@ -1,5 +1,6 @@
 """Tiny configurations, option dicts and data for the SRFlowModel / training tests."""
 import contextlib
+import functools
 import os
 from copy import deepcopy
 from os import path as osp
@@ -257,10 +258,11 @@ def smooth_batch(n, size, seed):
     return gt, torch.nn.functional.avg_pool2d(gt, SCALE)
 
 
+@functools.lru_cache(maxsize=None)
 def briefly_trained_net(steps=40, seed=0):
     """A small x4 SRFlowNet after ``steps`` Adam steps (NLL, dequantised GT) on smooth 32x32 images: trained,
     not random, weights for agreement checks between computation paths. Returns (net in train mode, (gt, lq))
-    with a held-out batch."""
+    with a held-out batch. Cached: a test that changes it puts it back."""
     from srflow_plugin.archs import SRFlowNet
     torch.manual_seed(seed)
     net = SRFlowNet(scale=SCALE, num_feat=16, num_block=2, num_grow_ch=8, tap_blocks=(0, 1), flow_steps=3,
