@@ -38,6 +38,14 @@ SCHEMA = OrderedDict(
         grad_clip_norm=Option(None, PLUGIN,
                               'Clip the global gradient norm to this value (~: no clipping; the norm is still '
                               'checked for NaN/inf, and such a step is skipped).'),
+        memory_saving=Option(False, PLUGIN,
+                             'Backpropagate through the flow without storing its activations (each step\'s input '
+                             'is reconstructed from its output with the exact inverse) and checkpoint the '
+                             'encoder\'s RRDB blocks: same gradients, far less memory, one more forward. See '
+                             'docs/performance.md.'),
+        amp=Option(None, PLUGIN,
+                   'Mixed precision for the encoder and the affine sub-networks: `bf16`, `fp16` (with a gradient '
+                   'scaler) or ~ (float32). The flow\'s log-dets, ActNorm, 1x1 convolutions and sums stay float32.'),
         # read by BasicSR (train_pipeline, BaseModel) or by this model in BasicSR's way
         total_iter=Option(None, BASICSR, 'Number of training iterations (required).'),
         warmup_iter=Option(-1, BASICSR, 'Linear learning-rate warm-up iterations; -1: none.'),
@@ -59,6 +67,8 @@ SCHEMA = OrderedDict(
                                     'reuse it for all heats and samples (faster; about 2.1 KB per HR pixel in '
                                     'float32, 5.4 GiB for a 2040x1356 x4 image). false: only the encoder features '
                                     'are kept (about 0.4 KB per HR pixel), same results.'),
+        amp=Option(None, PLUGIN, 'Mixed precision (`bf16`, `fp16` or ~) for validation\'s and testing\'s '
+                   'encoder and affine sub-networks, as `train.amp`.'),
         val_freq=Option(None, BASICSR, 'Validate every this many iterations (training only).'),
         save_img=Option(False, BASICSR, 'Save the SR images of every heat and sample.'),
         metrics=Option(None, BASICSR, 'BasicSR metric options, e.g. `psnr: {type: calculate_psnr, '
@@ -124,6 +134,10 @@ def check_options(opt):
     clip = train.get('grad_clip_norm')
     if clip is not None and not float(clip) > 0:
         raise OptionError(f'train.grad_clip_norm must be positive or ~, got {clip}.')
+    for section in ('train', 'val'):
+        amp = (opt.get(section) or {}).get('amp')
+        if amp not in (None, 'bf16', 'fp16'):
+            raise OptionError(f"{section}.amp must be bf16, fp16 or ~ (float32), got {amp!r}.")
     val = opt.get('val') or {}
     heats = val.get('heats')
     if heats is not None and (not isinstance(heats, (list, tuple)) or not heats

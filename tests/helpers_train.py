@@ -1,5 +1,6 @@
 """Tiny configurations, option dicts and data for the SRFlowModel / training tests."""
 import contextlib
+import functools
 import os
 from copy import deepcopy
 from os import path as osp
@@ -249,3 +250,28 @@ def ddp_train_worker(rank, world_size, port, out_dir, batches, train):
             model.optimize_parameters(it)
         state = model.get_bare_model(model.net_g).state_dict()
         torch.save({k: v.clone() for k, v in state.items()}, osp.join(out_dir, f'after{rank}.pt'))
+
+
+def smooth_batch(n, size, seed):
+    """(gt, lq): n smooth images of size x size in [0, 1] and their x4 area-downscaled LR."""
+    gt = torch.from_numpy(np.stack(smooth_images(n, size, seed))).permute(0, 3, 1, 2).float() / 255
+    return gt, torch.nn.functional.avg_pool2d(gt, SCALE)
+
+
+@functools.lru_cache(maxsize=None)
+def briefly_trained_net(steps=40, seed=0):
+    """A small x4 SRFlowNet after ``steps`` Adam steps (NLL, dequantised GT) on smooth 32x32 images: trained,
+    not random, weights for agreement checks between computation paths. Returns (net in train mode, (gt, lq))
+    with a held-out batch. Cached: a test that changes it puts it back."""
+    from srflow_plugin.archs import SRFlowNet
+    torch.manual_seed(seed)
+    net = SRFlowNet(scale=SCALE, num_feat=16, num_block=2, num_grow_ch=8, tap_blocks=(0, 1), flow_steps=3,
+                    plain_steps=1, hidden_channels=16).train()
+    gt, lq = smooth_batch(8, 32, seed)
+    optimizer = torch.optim.Adam(net.parameters(), lr=2e-3)
+    for _ in range(steps):
+        optimizer.zero_grad(set_to_none=True)
+        net.encode(gt + (torch.rand_like(gt) - 0.5) / 256, lq)[1].mean().backward()
+        optimizer.step()
+    net.zero_grad(set_to_none=True)
+    return net, smooth_batch(4, 32, seed + 1)

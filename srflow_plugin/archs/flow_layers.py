@@ -38,6 +38,12 @@ def standard_normal_logp(z):
     return -0.5 * (z**2 + math.log(2 * math.pi)).flatten(1).sum(1)
 
 
+def full_precision(x):
+    """Turns autocast off: the flow itself (log-dets, 1x1 convolutions, the split prior) stays in float32 under
+    mixed precision, only the encoder and the affine sub-networks run in lower precision."""
+    return torch.autocast(x.device.type, enabled=False)
+
+
 def _all_reduce_sum(t):
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(t)
@@ -144,12 +150,16 @@ class InvertibleConv1x1(nn.Module):
     def forward(self, x, cond=None):
         logabsdet = torch.linalg.slogdet(self.weight)[1] if self.training else self.inverse_and_logabsdet()[1]
         c = self.weight.shape[0]
-        return F.conv2d(x, self.weight.view(c, c, 1, 1)), self._logdet(x, logabsdet)
+        with full_precision(x):
+            y = F.conv2d(x, self.weight.view(c, c, 1, 1))
+        return y, self._logdet(x, logabsdet)
 
     def inverse(self, y, cond=None):
         inverse, logabsdet = self.inverse_and_logabsdet()
         c = inverse.shape[0]
-        return F.conv2d(y, inverse.view(c, c, 1, 1)), -self._logdet(y, logabsdet)
+        with full_precision(y):
+            x = F.conv2d(y, inverse.view(c, c, 1, 1))
+        return x, -self._logdet(y, logabsdet)
 
 
 class ConvActNorm(nn.Conv2d):
@@ -218,7 +228,7 @@ class ConditionalSubNet(nn.Module):
             h = F.conv2d(x, self.conv_in.weight[:, :self.in_channels], padding=1) + h
         h = F.relu(self.conv_in.actnorm(h)[0])
         h = F.relu(self.conv_hidden(h))
-        return self.conv_out(h)
+        return self.conv_out(h)  # under autocast too in the parameters' precision: ZeroConv2d's exp(logs) promotes
 
 
 class AffineInjector(nn.Module):
@@ -283,7 +293,9 @@ class ConditionalAffineCoupling(nn.Module):
 class FlowStep(nn.Module):
     """ActNorm -> invertible 1x1 conv -> [affine injector -> conditional affine coupling].
 
-    Without ``cond_channels`` the step is "plain" (ActNorm and 1x1 conv only) and ignores ``cond``.
+    ``cond`` is the step's prepared condition (:meth:`prepare_condition`) or the LR features u, from which the step
+    prepares it when it runs. Without ``cond_channels`` the step is "plain" (ActNorm and 1x1 conv only) and ignores
+    ``cond``.
 
     Args:
         num_channels (int): Channels of z.
@@ -309,6 +321,8 @@ class FlowStep(nn.Module):
     def _layers(self, cond):
         layers = [(self.actnorm, None), (self.invconv, None)]
         if self.conditional:
+            if torch.is_tensor(cond):  # the LR features u themselves: prepare this step's part now
+                cond = self.prepare_condition(cond)
             layers += [(self.injector, cond[0]), (self.coupling, cond[1])]
         return layers
 
@@ -344,7 +358,8 @@ class Split(nn.Module):
         self.conv = ZeroConv2d(self.num_kept, 2 * (num_channels - self.num_kept))
 
     def _prior(self, z1):
-        h = self.conv(z1)
+        with full_precision(z1):
+            h = self.conv(z1)
         return h[:, 0::2], h[:, 1::2]
 
     def forward(self, x, cond=None):

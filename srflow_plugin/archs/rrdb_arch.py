@@ -7,6 +7,7 @@ from basicsr.archs.rrdbnet_arch import RRDB
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn as nn
 from torch.nn import functional as F
+from torch.utils.checkpoint import checkpoint
 
 from srflow_plugin.utils import register
 
@@ -55,13 +56,15 @@ class SRFlowRRDBNet(nn.Module):
         self.conv_last = nn.Conv2d(num_feat, num_out_ch, 3, 1, 1)
         self.lrelu = nn.LeakyReLU(negative_slope=0.2, inplace=True)
 
-    def features(self, x, tap_blocks=(), num_up=None):
+    def features(self, x, tap_blocks=(), num_up=None, checkpoint_blocks=False):
         """Intermediate features of the LR image ``x`` for conditioning the flow.
 
         Args:
             x (Tensor): LR image, [B, C, h, w].
             tap_blocks (Sequence[int]): 0-based trunk blocks whose outputs are concatenated (in this order).
             num_up (int): How many upsampled features to return. Default: all of them.
+            checkpoint_blocks (bool): Keep only each RRDB block's input for backward and recompute the block
+                then (``torch.utils.checkpoint``): less memory, same gradients, one more trunk forward.
 
         Returns:
             tuple: ``lr_feat`` (the long skip + conv_body(trunk)), the list of upsampled features at 2x, 4x, ... LR
@@ -72,8 +75,9 @@ class SRFlowRRDBNet(nn.Module):
         feat = self.conv_first(x)
         trunk, tapped = feat, {}
         wanted = set(tap_blocks)
+        checkpoint_blocks = checkpoint_blocks and torch.is_grad_enabled()
         for index, block in enumerate(self.body):
-            trunk = block(trunk)
+            trunk = checkpoint(block, trunk, use_reentrant=False) if checkpoint_blocks else block(trunk)
             if index in wanted:
                 tapped[index] = trunk
         lr_feat = (feat if self.trunk_skip == 'conv_first' else trunk) + self.conv_body(trunk)

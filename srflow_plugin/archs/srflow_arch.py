@@ -10,7 +10,11 @@ from torch.nn import functional as F
 
 from srflow_plugin.utils import register
 from .flow_layers import FlowStep, Split, Squeeze, standard_normal_logp
+from .invertible_backprop import run_invertible_chain
 from .rrdb_arch import SRFlowRRDBNet
+
+
+AMP_DTYPES = {None: None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 
 class FlowLevel(nn.Module):
@@ -39,19 +43,27 @@ class FlowLevel(nn.Module):
         return [step.prepare_condition(u) for step in self.steps]
 
     def _step_condition(self, index, cond):
-        """The prepared condition of step ``index``: stored, or made now from the level's features u."""
-        return cond[index] if isinstance(cond, list) else self.steps[index].prepare_condition(cond)
+        """The prepared condition of step ``index``, or the level's features u (the step prepares it then)."""
+        return cond[index] if isinstance(cond, list) else cond
 
-    def forward(self, z, cond):
-        """Returns (z for the next level, latent leaving here or None, log-det)."""
-        z, logdet = self.squeeze(z)
-        for index, step in enumerate(self.steps):
-            z, step_logdet = step(z, self._step_condition(index, cond))
-            logdet = logdet + step_logdet
+    def forward(self, z, cond, memory_saving=False):
+        """Returns (z for the next level, latent leaving here or None, log-det).
+
+        ``memory_saving``: backpropagate by reconstructing every step's input from its output instead of storing
+        it (:func:`run_invertible_chain`); used when ``cond`` holds the level's features u, as in training.
+        """
+        layers = [self.squeeze, *self.steps] + ([self.split] if self.split is not None else [])
+        if isinstance(cond, list):
+            conds = [None] + cond + [None]
+            logdet = 0
+            for layer, layer_cond in zip(layers, conds):
+                z, layer_logdet = layer(z, layer_cond)
+                logdet = logdet + layer_logdet
+        else:
+            z, logdet = run_invertible_chain(layers, z, cond, memory_saving)
         if self.split is None:
             return z, None, logdet
-        z, split_logdet = self.split(z)
-        return z[:, :self.out_channels], z[:, self.out_channels:], logdet + split_logdet
+        return z[:, :self.out_channels], z[:, self.out_channels:], logdet
 
     def inverse(self, z, latent, cond):
         if self.split is not None:
@@ -98,6 +110,11 @@ class SRFlowNet(nn.Module):
         hidden_channels (int): Width of the affine sub-networks. Default: 64.
         trunk_skip (str): The encoder's long skip, ``'conv_first'`` (ESRGAN/BasicSR RRDBNet) or ``'trunk'`` (the
             SRFlow release, needed for its checkpoints); see :class:`SRFlowRRDBNet`. Default: ``'conv_first'``.
+
+    Attributes:
+        memory_saving (bool): Training switch (``train.memory_saving``), off by default: :meth:`encode` then keeps
+            no flow activations for backward (each step's input is reconstructed from its output with the exact
+            inverse, :func:`run_invertible_chain`) and checkpoints the encoder's RRDB blocks. Same gradients.
     """
 
     def __init__(self,
@@ -130,6 +147,7 @@ class SRFlowNet(nn.Module):
                           split=level < self.num_levels - 1))
             channels = levels[-1].out_channels
         self.levels = nn.ModuleList(levels)
+        self.memory_saving = False
 
     # ---------------------------------------------------------------- shapes and inputs
     @staticmethod
@@ -153,9 +171,22 @@ class SRFlowNet(nn.Module):
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f'{name} must be [B, {self.in_channels}, H, W], got shape {tuple(x.shape)}')
 
+    def autocast(self, precision=None):
+        """Context manager for mixed precision: ``'bf16'`` or ``'fp16'``, None for float32.
+
+        Only the encoder and the affine sub-networks run in lower precision; the flow's own arithmetic (log-dets,
+        ActNorm, the 1x1 convolutions and their inverses, the split prior, all sums) stays float32.
+        """
+        if precision not in AMP_DTYPES:
+            raise ValueError(f"mixed precision must be one of {list(AMP_DTYPES)}, got {precision!r}")
+        device_type = next(self.parameters()).device.type
+        return torch.autocast(device_type, dtype=AMP_DTYPES[precision], enabled=precision is not None)
+
     # ---------------------------------------------------------------- conditioning
     def _level_features(self, lq):
-        lr_feat, upsampled, taps = self.encoder.features(lq, self.tap_blocks, num_up=self.num_levels - 2)
+        checkpoint_blocks = self.memory_saving and self.encoder.training  # (eval mode while frozen)
+        lr_feat, upsampled, taps = self.encoder.features(lq, self.tap_blocks, num_up=self.num_levels - 2,
+                                                         checkpoint_blocks=checkpoint_blocks)
         # level l works at LR * scale / 2^l: the upsampled features from the finest down, then LR, then LR / 2
         half = F.interpolate(lr_feat, scale_factor=0.5, mode='bilinear', align_corners=False,
                              recompute_scale_factor=True)
@@ -221,7 +252,7 @@ class SRFlowNet(nn.Module):
         latents, logdet = [], gt.new_zeros(gt.shape[0])
         z = gt
         for level, level_cond in zip(self.levels, cond.level_conds):
-            z, latent, level_logdet = level(z, level_cond)
+            z, latent, level_logdet = level(z, level_cond, self.memory_saving)
             logdet = logdet + level_logdet
             if latent is not None:
                 latents.append(latent)

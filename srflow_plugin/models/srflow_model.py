@@ -114,6 +114,10 @@ class SRFlowModel(BaseModel):
                         'iterations.')
         clip = get_option(self.opt, 'train', 'grad_clip_norm')
         self.grad_clip_norm = float(clip) if clip is not None else None
+        self._bare().memory_saving = bool(get_option(self.opt, 'train', 'memory_saving'))
+        self.train_amp = get_option(self.opt, 'train', 'amp')
+        # fp16 gradients underflow without loss scaling; the scaler's own inf check only adds to the NaN-skip
+        self.grad_scaler = torch.amp.GradScaler(self.device.type, enabled=self.train_amp == 'fp16')
 
         self.setup_optimizers()
         if train_opt.get('scheduler') is not None:
@@ -188,13 +192,15 @@ class SRFlowModel(BaseModel):
         self._initialize_actnorm(gt)
 
         self.optimizer_g.zero_grad(set_to_none=True)
-        _, nll = self.net_g(self.lq, gt)
+        with self._bare().autocast(self.train_amp):
+            _, nll = self.net_g(self.lq, gt)
         loss_dict = OrderedDict()
         l_total = l_nll = self.cri_nll(nll)
         loss_dict['l_nll'] = l_nll
         if self.cri_pix is not None:
             # the bare network: DDP already prepared this step's gradient reduction in the call above
-            sr = self._bare().decode(self.lq, temperature=0.0)
+            with self._bare().autocast(self.train_amp):
+                sr = self._bare().decode(self.lq, temperature=0.0)
             l_pix = self.cri_pix(sr, self.gt)
             l_total = l_total + l_pix
             loss_dict['l_pix'] = l_pix
@@ -202,13 +208,14 @@ class SRFlowModel(BaseModel):
         step_ok = self._all_ranks_agree(bool(torch.isfinite(l_total.detach()).all()))
         grad_norm = None
         if step_ok:
-            l_total.backward()
+            self.grad_scaler.scale(l_total).backward()
+            self.grad_scaler.unscale_(self.optimizer_g)
             params = [p for p in self._bare().parameters() if p.requires_grad]
             max_norm = self.grad_clip_norm if self.grad_clip_norm is not None else float('inf')
             grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
             step_ok = bool(torch.isfinite(grad_norm))  # identical on all ranks: gradients are all-reduced
         if step_ok:
-            self.optimizer_g.step()
+            self.grad_scaler.step(self.optimizer_g)
             if self.ema_decay > 0:
                 self.model_ema(decay=self.ema_decay)
         else:
@@ -216,6 +223,8 @@ class SRFlowModel(BaseModel):
             self.skipped_steps += 1
             get_root_logger().warning(f'Iteration {current_iter}: non-finite loss or gradient, step skipped '
                                       f'({self.skipped_steps} skipped so far).')
+        if grad_norm is not None:
+            self.grad_scaler.update()  # (fp16) a smaller loss scale after an overflow
 
         self.log_dict = self.reduce_loss_dict(loss_dict)
         if grad_norm is not None:
@@ -300,10 +309,13 @@ class SRFlowModel(BaseModel):
             'optimizers': [o.state_dict() for o in self.optimizers],
             'schedulers': [s.state_dict() for s in self.schedulers],
             'skipped_steps': self.skipped_steps,
+            'grad_scaler': self.grad_scaler.state_dict(),
         }
         atomic_save(state, osp.join(self.opt['path']['training_states'], f'{current_iter}.state'))
 
     def resume_training(self, resume_state):
         super().resume_training(resume_state)
         self.skipped_steps = resume_state.get('skipped_steps', 0)
+        if resume_state.get('grad_scaler'):
+            self.grad_scaler.load_state_dict(resume_state['grad_scaler'])
 

@@ -13,6 +13,7 @@ class with :func:`register_dataset_metric`; it is built once per heat, sees ever
 once (``compute``). Both give the key ``<name>_t<heat>``. A sample with non-finite pixels is counted (key
 ``nonfinite_t<heat>``, pixels summed over images and samples), warned about, and left out of every metric.
 """
+import contextlib
 import inspect
 import os
 from collections import OrderedDict
@@ -106,6 +107,7 @@ def validate(model, net, dataloader, current_iter, tb_logger, save_img, nll_cons
     seed = get_option(opt, 'val', 'seed')
     calc_nll = get_option(opt, 'val', 'calc_nll')
     precompute = get_option(opt, 'val', 'precompute_condition')
+    amp = get_option(opt, 'val', 'amp')  # mixed precision for the encoder and the affine sub-networks
     metrics = _metric_options(opt)
     logger = get_root_logger()
     _init_best_metric_results(model, dataset_name, heats)
@@ -127,7 +129,7 @@ def validate(model, net, dataloader, current_iter, tb_logger, save_img, nll_cons
             gt = crop_gt_to_sr(gt, (lq.shape[-2] * net.scale, lq.shape[-1] * net.scale), net.scale,
                                f'GT of {name}', f'{net.scale}x its LR')
             gt_img = to_image(gt)
-        with torch.no_grad():
+        with torch.no_grad(), (net.autocast(amp) if amp else contextlib.nullcontext()):
             cond = _condition(net, lq, precompute)
             image_values = OrderedDict()
             if gt is not None and calc_nll:
