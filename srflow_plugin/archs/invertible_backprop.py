@@ -10,7 +10,8 @@ extra forward and one inverse per layer.
 Gradients reach the chain's input, the shared conditioning tensor ``cond`` (accumulated over the layers) and every
 parameter of the layers that requires one. The parameters are explicit inputs of the autograd node, so
 DistributedDataParallel sees them in the graph like on the plain path. The autocast state of the forward call is
-restored for the recomputation. Layers must be deterministic, and invertible in the mode they run in (a layer
+restored for the recomputation. A layer with a ``prepare_condition(cond)`` method (the part that depends on
+``cond`` alone) prepares it once per backward, for its inverse and its recomputation. Layers must be deterministic, and invertible in the mode they run in (a layer
 whose inverse depends on batch statistics must store them; ActNorm's data-dependent initialisation runs during
 the forward pass and is not repeated).
 """
@@ -76,13 +77,17 @@ class _InvertibleChain(torch.autograd.Function):
             ctx.device_type), enabled=ctx.autocast_dtype is not None)
         for position in reversed(range(len(ctx.layers))):
             layer = ctx.layers[position]
+            layer_cond = cond_leaf
+            if cond_leaf is not None and hasattr(layer, 'prepare_condition'):
+                with torch.enable_grad(), autocast:  # once for the inverse and the recomputation
+                    layer_cond = layer.prepare_condition(cond_leaf)
             with torch.no_grad(), autocast:
-                x = layer.inverse(y, cond_leaf)[0]
+                x = layer.inverse(y, layer_cond)[0]
             need_x_grad = position > 0 or ctx.needs_input_grad[1]
             x = x.detach().requires_grad_(need_x_grad)
             layer_params = [p for p in layer.parameters() if id(p) in index_of]
             with torch.enable_grad(), autocast:
-                out, logdet = layer(x, cond_leaf)
+                out, logdet = layer(x, layer_cond)
             inputs = ([x] if need_x_grad else []) + ([cond_leaf] if cond_needs_grad else []) + layer_params
             outputs, grads_out = [], []
             for tensor, grad in ((out, grad_out), (logdet, grad_logdet)):
