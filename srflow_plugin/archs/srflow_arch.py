@@ -17,6 +17,19 @@ from .rrdb_arch import SRFlowRRDBNet
 AMP_DTYPES = {None: None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 
+def mixed_precision(net, precision=None):
+    """``torch.autocast`` on the device of ``net``'s parameters: ``'bf16'``, ``'fp16'``, or None (float32, a no-op).
+
+    In SRFlowNet only the encoder and the affine sub-networks run in lower precision under it; the flow's own
+    arithmetic (log-dets, ActNorm, the 1x1 convolutions and their inverses, the split prior, all sums) turns
+    autocast off and stays float32 (:func:`flow_layers.full_precision`).
+    """
+    if precision not in AMP_DTYPES:
+        raise ValueError(f"mixed precision must be one of {list(AMP_DTYPES)}, got {precision!r}")
+    device_type = next(net.parameters()).device.type
+    return torch.autocast(device_type, dtype=AMP_DTYPES[precision], enabled=precision is not None)
+
+
 class FlowLevel(nn.Module):
     """One resolution of the flow: squeeze, plain steps, conditional steps and an optional split.
 
@@ -172,15 +185,8 @@ class SRFlowNet(nn.Module):
             raise ValueError(f'{name} must be [B, {self.in_channels}, H, W], got shape {tuple(x.shape)}')
 
     def autocast(self, precision=None):
-        """Context manager for mixed precision: ``'bf16'`` or ``'fp16'``, None for float32.
-
-        Only the encoder and the affine sub-networks run in lower precision; the flow's own arithmetic (log-dets,
-        ActNorm, the 1x1 convolutions and their inverses, the split prior, all sums) stays float32.
-        """
-        if precision not in AMP_DTYPES:
-            raise ValueError(f"mixed precision must be one of {list(AMP_DTYPES)}, got {precision!r}")
-        device_type = next(self.parameters()).device.type
-        return torch.autocast(device_type, dtype=AMP_DTYPES[precision], enabled=precision is not None)
+        """Context manager for mixed precision: ``'bf16'`` or ``'fp16'``, None for float32 (:func:`mixed_precision`)."""
+        return mixed_precision(self, precision)
 
     # ---------------------------------------------------------------- conditioning
     def _level_features(self, lq):

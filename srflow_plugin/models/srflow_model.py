@@ -18,6 +18,7 @@ from basicsr.utils.registry import MODEL_REGISTRY
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 
 from srflow_plugin.archs.flow_layers import ActNorm
+from srflow_plugin.archs.srflow_arch import mixed_precision
 from srflow_plugin.losses import FlowNLLLoss  # noqa: F401  (registers the default train.nll_opt)
 from srflow_plugin.metrics import calculate_lpips, calculate_lr_psnr  # noqa: F401  (registers the val metrics)
 from srflow_plugin.models.validation import validate, write_metrics_csv
@@ -192,14 +193,14 @@ class SRFlowModel(BaseModel):
         self._initialize_actnorm(gt)
 
         self.optimizer_g.zero_grad(set_to_none=True)
-        with self._bare().autocast(self.train_amp):
+        with mixed_precision(self._bare(), self.train_amp):
             _, nll = self.net_g(self.lq, gt)
         loss_dict = OrderedDict()
         l_total = l_nll = self.cri_nll(nll)
         loss_dict['l_nll'] = l_nll
         if self.cri_pix is not None:
             # the bare network: DDP already prepared this step's gradient reduction in the call above
-            with self._bare().autocast(self.train_amp):
+            with mixed_precision(self._bare(), self.train_amp):
                 sr = self._bare().decode(self.lq, temperature=0.0)
             l_pix = self.cri_pix(sr, self.gt)
             l_total = l_total + l_pix

@@ -13,7 +13,6 @@ class with :func:`register_dataset_metric`; it is built once per heat, sees ever
 once (``compute``). Both give the key ``<name>_t<heat>``. A sample with non-finite pixels is counted (key
 ``nonfinite_t<heat>``, pixels summed over images and samples), warned about, and left out of every metric.
 """
-import contextlib
 import inspect
 import os
 from collections import OrderedDict
@@ -24,6 +23,7 @@ from basicsr.metrics import calculate_metric
 from basicsr.utils import get_root_logger
 from tqdm import tqdm
 
+from srflow_plugin.archs.srflow_arch import mixed_precision
 from srflow_plugin.options_schema import get_option
 from srflow_plugin.utils.image import crop_gt_to_sr, nonfinite_pixels, record_nonfinite, to_image, write_image
 from srflow_plugin.utils.sampling import (draw_noise, image_generator, image_name, output_name, sample_keys, scaled,
@@ -129,7 +129,7 @@ def validate(model, net, dataloader, current_iter, tb_logger, save_img, nll_cons
             gt = crop_gt_to_sr(gt, (lq.shape[-2] * net.scale, lq.shape[-1] * net.scale), net.scale,
                                f'GT of {name}', f'{net.scale}x its LR')
             gt_img = to_image(gt)
-        with torch.no_grad(), (net.autocast(amp) if amp else contextlib.nullcontext()):
+        with torch.no_grad(), mixed_precision(net, amp):
             cond = _condition(net, lq, precompute)
             image_values = OrderedDict()
             if gt is not None and calc_nll:
