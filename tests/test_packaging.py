@@ -104,3 +104,11 @@ def test_an_editable_install_also_gets_the_startup_hook(tmp_path):
     assert check.returncode == 0, check.stderr
     assert check.stdout.split() == ['srflow_plugin_boot', str(source / 'srflow_plugin_boot.py')]
 
+
+
+def test_scripts_are_thin_programs_over_the_installed_package():
+    scripts = glob.glob(osp.join(REPO, 'scripts', '*.py'))
+    assert {'demo.py', 'benchmark_sampling.py', 'benchmark_training.py'} <= {osp.basename(p) for p in scripts}
+    assert [p for p in scripts if 'sys.path' in open(p).read()] == []
+    marker = 'spec_from' + '_file_location'  # split: this test must not name itself
+    assert [p for p in glob.glob(osp.join(REPO, 'tests', '*.py')) if marker in open(p).read()] == []
