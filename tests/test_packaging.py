@@ -112,3 +112,13 @@ def test_scripts_are_thin_programs_over_the_installed_package():
     assert [p for p in scripts if 'sys.path' in open(p).read()] == []
     marker = 'spec_from' + '_file_location'  # split: this test must not name itself
     assert [p for p in glob.glob(osp.join(REPO, 'tests', '*.py')) if marker in open(p).read()] == []
+
+
+def test_the_startup_file_is_silent_once_the_package_is_uninstalled(tmp_path):
+    """pip's uninstall of a legacy editable install leaves srflow_plugin.pth behind: it must not break Python."""
+    shutil.copy(osp.join(REPO, 'srflow_plugin.pth'), tmp_path / 'srflow_plugin.pth')
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+    check = subprocess.run([sys.executable, '-S', '-c', 'import site, sys; site.addsitedir(sys.argv[1]); '
+                            'print("srflow_plugin_boot" in sys.modules)', str(tmp_path)], cwd=str(tmp_path), env=env,
+                           capture_output=True, text=True)
+    assert (check.returncode, check.stdout, check.stderr) == (0, 'False\n', '')
