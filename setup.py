@@ -5,6 +5,7 @@ import re
 
 from setuptools import find_packages, setup
 from setuptools.command.build_py import build_py
+from setuptools.command.develop import develop
 from setuptools.command.editable_wheel import editable_wheel
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -62,6 +63,23 @@ class EditableWithStartupHook(editable_wheel):
         return _StrategyWithStartupHook(super()._select_strategy(*args, **kwargs))
 
 
+class DevelopWithStartupHook(develop):
+    """The legacy editable install (``setup.py develop``, which pip uses for ``-e`` without a pyproject.toml on older
+    setuptools) also copies srflow_plugin.pth into site-packages, and removes it again with ``--uninstall``."""
+
+    def run(self):
+        super().run()
+        install_dir = getattr(self, 'install_dir', None)
+        if install_dir is None:  # newer setuptools: develop delegates to ``pip install -e`` (editable_wheel)
+            return
+        target = os.path.join(install_dir, PTH_FILE)
+        if self.uninstall:
+            if os.path.exists(target):
+                os.remove(target)
+        else:
+            self.copy_file(os.path.join(HERE, PTH_FILE), target, preserve_mode=0)
+
+
 setup(
     name='srflow-plugin',
     version=read_version(),
@@ -71,7 +89,11 @@ setup(
     python_requires='>=3.9',  # math.lcm
     packages=find_packages(include=['srflow_plugin', 'srflow_plugin.*']),
     py_modules=['srflow_plugin_boot'],
-    cmdclass={'build_py': BuildWithStartupHook, 'editable_wheel': EditableWithStartupHook},
+    cmdclass={
+        'build_py': BuildWithStartupHook,
+        'editable_wheel': EditableWithStartupHook,
+        'develop': DevelopWithStartupHook
+    },
     install_requires=[
         'basicsr==1.4.2',
         'torch>=1.13',  # torch.load(weights_only=True)

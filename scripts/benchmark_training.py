@@ -7,14 +7,11 @@
 Random weights and images (the cost does not depend on them). Figures, not assertions: compare them across changes.
 """
 import argparse
-import os
-import sys
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmark_common import peak_memory_line, reset_peak_memory, timed  # noqa: E402
-from srflow_plugin.archs import RELEASED_CONFIGS, SRFlowNet  # noqa: E402
+from benchmark_common import peak_memory_line, reset_peak_memory, timed
+from srflow_plugin.archs import RELEASED_CONFIGS, SRFlowNet
 
 
 def main(argv=None):

@@ -220,3 +220,42 @@ def test_temporaries_of_a_killed_save_are_removed_at_the_next_start(tmp_path):
     SRFlowModel(opt)
     assert [osp.exists(p) for p in stale] == [False, False] and osp.exists(alive)
     assert remove_stale_temporaries(opt['path']['models']) == []
+
+
+def test_a_dataset_level_metric_sees_every_sample_and_reports_once_per_heat(pair, tmp_path):
+    from srflow_plugin.models.validation import DATASET_METRICS, register_dataset_metric
+
+    @register_dataset_metric
+    class PooledAbsDiff:
+        """Mean |SR - GT| over the pixels of all samples of all images (a stand-in for FID)."""
+        instances = []
+
+        def __init__(self, scale_by=1.0):
+            self.scale_by, self.total, self.count = scale_by, 0.0, 0
+            PooledAbsDiff.instances.append(self)
+
+        def update(self, sr, gt, lq):
+            self.total += float(np.abs(sr.astype(np.float64) - gt).sum())
+            self.count += sr.size
+
+        def compute(self):
+            return self.scale_by * self.total / self.count
+
+    try:
+        opt = make_opt(tmp_path, is_train=False, network_g={'type': 'SRFlowNet', **TINY},
+                       path={'pretrain_network_g': str(pair / 'tiny.pth')},
+                       val={'heats': [0.0, 0.8], 'n_sample': 2, 'suffix': 'v',
+                            'metrics': {'pooled': {'type': 'PooledAbsDiff', 'scale_by': 2.0, 'better': 'lower'}}})
+        loader = torch.utils.data.DataLoader(_OneImage(str(pair / 'lr' / '0801x4.png'),
+                                                       str(pair / 'gt' / '0801.png')))
+        model = SRFlowModel(opt)
+        model.validation(loader, 'unit', None, save_img=True)
+    finally:
+        del DATASET_METRICS['PooledAbsDiff']
+    assert [(a.count, a.scale_by) for a in PooledAbsDiff.instances] == [(32 * 40 * 3, 2.0), (2 * 32 * 40 * 3, 2.0)]
+    gt = cv2.imread(str(pair / 'gt' / '0801.png')).astype(np.float64)
+    folder = osp.join(opt['path']['visualization'], 'pair')
+    for heat, files in (('0', ['0801_v_t0_s0.png']), ('0.8', ['0801_v_t0.8_s0.png', '0801_v_t0.8_s1.png'])):
+        expected = 2.0 * np.mean([np.abs(cv2.imread(osp.join(folder, f)) - gt).mean() for f in files])
+        assert model.metric_results[f'pooled_t{heat}'] == pytest.approx(expected, rel=1e-12)
+    assert model.best_metric_results['pair']['pooled_t0.8']['better'] == 'lower'

@@ -11,9 +11,9 @@ import warnings
 import numpy as np
 import torch
 
-from basicsr.utils import img2tensor
 from basicsr.utils.registry import METRIC_REGISTRY
 from srflow_plugin.utils import register
+from srflow_plugin.utils.image import to_tensor
 
 __all__ = ['calculate_lpips', 'lpips_distance', 'get_lpips_model', 'backbone_weights_path']
 
@@ -116,7 +116,7 @@ def _to_rgb_tensor(img):
     """HWC BGR image with range [0, 255] -> (1, 3, H, W) RGB tensor in [0, 1]."""
     if img.ndim == 2:
         img = np.repeat(img[:, :, None], 3, axis=2)
-    return img2tensor(img.astype(np.float32) / 255., bgr2rgb=True, float32=True).unsqueeze(0)
+    return to_tensor(img)
 
 
 @register(METRIC_REGISTRY)

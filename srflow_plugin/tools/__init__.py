@@ -1,10 +1,12 @@
-"""Command-line tools around a trained SRFlowNet: sampling (with tiling and picture grids) and latent-space tools.
+"""The console commands (each ``main(argv)`` for Python, ``cli`` for its entry point in setup.py):
 
-- ``srflow_plugin.tools.checkpoint``: ``load_srflow`` / ``save_srflow`` (a BasicSR checkpoint plus the network config).
-- ``srflow_plugin.tools.sample``: the sampling CLI (``scripts/sample.py``).
-- ``srflow_plugin.tools.tiling``: tiled decoding of large images with the latents of the whole image.
-- ``srflow_plugin.tools.grid``: labelled picture grids.
-- ``srflow_plugin.tools.latent``: encode / transfer / sweep (``scripts/latent_tools.py``).
+- ``sample``: ``srflow-sample``, samples at several temperatures, tiling (``tiling``), picture grids (``grid``).
+- ``latent``: ``srflow-latent``, encode / transfer / sweep.
+- ``measure``: ``srflow-measure``, PSNR, SSIM, LPIPS, LR-PSNR and diversity of a folder of samples.
+- ``prepare_data``: ``srflow-prepare-data``, GT sub-images, bicubic LR images and LMDBs.
+- ``convert``: ``srflow-convert``, the SRFlow release's checkpoints as BasicSR checkpoints.
+
+Checkpoints (``load_srflow`` / ``save_srflow``), images and sample naming live in ``srflow_plugin.utils``.
 """
 from srflow_plugin.utils.checkpoint import load_srflow, save_srflow
 

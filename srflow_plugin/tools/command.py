@@ -30,4 +30,9 @@ def console_command(main, name):
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """``--help`` keeps the description's line breaks and shows every option's default."""
+    """``--help`` keeps the description's line breaks and shows every option's default (not None's)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.required or action.default is False:
+            return action.help or ''
+        return super()._get_help_string(action) if action.help else '(default: %(default)s)'

@@ -38,7 +38,7 @@ import srflow_plugin  # noqa: F401  (before basicsr: installs the torchvision sh
 from srflow_plugin.metrics import bicubic_downscale
 from srflow_plugin.tools.command import HelpFormatter, console_command
 from srflow_plugin.tools.grid import make_grid
-from srflow_plugin.utils.checkpoint import load_srflow
+from srflow_plugin.utils.checkpoint import atomic_save, load_srflow, read_checkpoint
 from srflow_plugin.utils.image import read_image, to_image, to_tensor, write_image
 from srflow_plugin.utils.sampling import draw_noise, image_generator, image_name, scaled
 
@@ -85,15 +85,13 @@ def encode_image(net, gt, lq):
 
 
 def save_latents(path, latents, **meta):
-    """Writes ``{'latents': [...], **meta}`` (e.g. lq_size, scale) with torch.save."""
-    torch.save({'latents': [z.detach().cpu() for z in latents], **meta}, path)
+    """Writes ``{'latents': [...], **meta}`` (e.g. lq_size, scale), atomically."""
+    atomic_save({'latents': [z.detach().cpu() for z in latents], **meta}, path)
 
 
 def load_latents(path):
     """The latent list saved by ``save_latents`` (FileNotFoundError / ValueError naming the file)."""
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'Latent file {path} does not exist.')
-    data = torch.load(path, map_location='cpu', weights_only=True)
+    data = read_checkpoint(path, 'Latent file')
     if not isinstance(data, dict) or not isinstance(data.get('latents'), list):
         raise ValueError(f'{path} is not a latent file written by save_latents (no "latents" list).')
     return data['latents']

@@ -128,10 +128,11 @@ def parse_args(argv=None):
     parser.add_argument('-o', '--output', required=True, help='output folder')
     parser.add_argument('--opt', default=None, help='option yml whose network_g builds the network (needed when '
                         'the checkpoint has no network_g key)')
-    parser.add_argument('--temperatures', type=float, nargs='+', default=[0.0, 0.8, 0.9])
+    parser.add_argument('--temperatures', type=float, nargs='+', default=[0.0, 0.8, 0.9],
+                        help='standard deviations tau of the latents, finite and >= 0')
     parser.add_argument('--num_samples', type=int, default=3, help='samples per temperature > 0 (temperature 0 '
                         'gives one)')
-    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--seed', type=int, default=0, help='with the image name, seeds its samples (as val.seed)')
     parser.add_argument('--device', default='cpu', help='cpu, cuda, cuda:1, ...')
     parser.add_argument('--tile', type=int, default=None, help='tile core size in LR pixels (even)')
     parser.add_argument('--tile_overlap', type=int, default=32, help='context around each tile in LR pixels '
