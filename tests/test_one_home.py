@@ -259,3 +259,12 @@ def test_a_dataset_level_metric_sees_every_sample_and_reports_once_per_heat(pair
         expected = 2.0 * np.mean([np.abs(cv2.imread(osp.join(folder, f)) - gt).mean() for f in files])
         assert model.metric_results[f'pooled_t{heat}'] == pytest.approx(expected, rel=1e-12)
     assert model.best_metric_results['pair']['pooled_t0.8']['better'] == 'lower'
+
+
+@pytest.mark.parametrize('heat', [float('inf'), float('nan')])
+def test_validation_refuses_a_non_finite_heat_before_sampling(tmp_path, heat):
+    from helpers_train import val_loader
+    model = SRFlowModel(make_opt(tmp_path, val={'heats': [0.0, heat], 'n_sample': 1}))
+    with pytest.raises(ValueError, match=r'val\.heats must be finite temperatures >= 0, got \[0\.0, (inf|nan)\]'):
+        model.validation(val_loader(1), 1, None, save_img=True)
+    assert os.listdir(model.opt['path']['visualization']) == []
