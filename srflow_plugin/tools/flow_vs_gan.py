@@ -55,8 +55,9 @@ def _photo(name):
     return cv2.cvtColor(np.ascontiguousarray(rgb[..., :3]), cv2.COLOR_RGB2BGR)
 
 
-def make_data(root, quick=False):
-    """Training sub-images (LMDB) and the test crops (folders); returns prepare()'s two results."""
+def make_data(root, quick=False, log_path=os.devnull):
+    """Training sub-images (LMDB) and the test crops (folders); returns prepare()'s two results. Progress goes to
+    ``log_path``."""
     from srflow_plugin.tools.prepare_data import prepare
     hr_train, hr_test = osp.join(root, 'hr_train'), osp.join(root, 'hr_test')
     os.makedirs(hr_train, exist_ok=True)
@@ -66,9 +67,10 @@ def make_data(root, quick=False):
     cat = _photo(TEST_PHOTO)  # 300 x 451 -> 3 x 4 crops of 96 x 96
     for i, (y, x) in enumerate((y, x) for y in range(0, 289 - 96, 96) for x in range(0, 451 - 96, 96)):
         cv2.imwrite(osp.join(hr_test, f'cat{i:02d}.png'), cat[y:y + 96, x:x + 96])
-    train = prepare(hr_train, root, scales=(SCALE, ), crop_size=128, step=96 if quick else 48, thresh_size=0,
-                    name='train', overwrite=True)
-    test = prepare(hr_test, root, scales=(SCALE, ), crop_size=0, name='test', lmdb=False, overwrite=True)
+    with open(log_path, 'w') as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        train = prepare(hr_train, root, scales=(SCALE, ), crop_size=128, step=96 if quick else 48, thresh_size=0,
+                        name='train', overwrite=True)
+        test = prepare(hr_test, root, scales=(SCALE, ), crop_size=0, name='test', lmdb=False, overwrite=True)
     return train, test
 
 
@@ -186,9 +188,7 @@ def main(argv=None):
     out_dir = osp.abspath(args.output)
     os.makedirs(out_dir, exist_ok=True)
     print(f'[1/4] Preparing data from scikit-image photographs in {out_dir}/data ...', flush=True)
-    with open(osp.join(out_dir, 'prepare_data.log'), 'w') as log, contextlib.redirect_stdout(log), \
-            contextlib.redirect_stderr(log):
-        data = make_data(osp.join(out_dir, 'data'), args.quick)
+    data = make_data(osp.join(out_dir, 'data'), args.quick, log_path=osp.join(out_dir, 'prepare_data.log'))
     iters = QUICK_ITERS if args.quick else ITERS
     options = write_options(out_dir, data, iters)
     for model, (_, opt) in options.items():
