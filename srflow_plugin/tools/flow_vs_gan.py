@@ -134,8 +134,9 @@ def write_options(out_dir, data, iters):
 
 def train(yml, out_dir, log_path, verbose=False):
     """``python -m srflow_plugin.train -opt yml`` in ``out_dir``; returns the seconds it took."""
-    repo = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-    env = dict(os.environ, PYTHONPATH=repo + os.pathsep + os.environ.get('PYTHONPATH', ''))
+    import srflow_plugin
+    package_root = osp.dirname(osp.dirname(osp.abspath(srflow_plugin.__file__)))  # this process's package
+    env = dict(os.environ, PYTHONPATH=package_root + os.pathsep + os.environ.get('PYTHONPATH', ''))
     start = time.time()
     with open(log_path, 'w') as log:
         result = subprocess.run([sys.executable, '-m', 'srflow_plugin.train', '-opt', yml], cwd=out_dir, env=env,
