@@ -22,6 +22,7 @@ __all__ = ['FID', 'inception_weights_path', 'get_inception', 'frechet_distance',
 
 INCEPTION_FILE = 'pt_inception-2015-12-05-6726825d.pth'
 _INCEPTIONS = {}  # device -> feature function, built once
+_GT_FEATURES = {}  # (feature network, crop, GT digest) -> features: a GT image is seen once per network
 
 
 def inception_weights_path():
@@ -117,7 +118,11 @@ class FID:
         key = hashlib.sha1(np.ascontiguousarray(gt).tobytes()).hexdigest() + str(gt.shape)
         if key not in self._gt_seen:
             self._gt_seen.add(key)
-            self.gt_features.append(self._features(gt))
+            # GT images come again for every temperature and model: their features are computed once per network
+            cache_key = (self.feature_net, self.crop_border, key)  # the key holds the network: its id stays unique
+            if cache_key not in _GT_FEATURES:
+                _GT_FEATURES[cache_key] = self._features(gt)
+            self.gt_features.append(_GT_FEATURES[cache_key])
 
     def compute(self):
         """The FID of everything added so far."""

