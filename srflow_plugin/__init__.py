@@ -13,4 +13,7 @@ from .archs import *  # noqa: F401,F403
 from .losses import *  # noqa: F401,F403
 from .metrics import *  # noqa: F401,F403
 from .models import *  # noqa: F401,F403
+from .utils.basicsr_compat import install as _install_basicsr_changes
 from .version import __version__  # noqa: F401
+
+_install_basicsr_changes()  # safe YAML, weights_only training states, gloo on CPU (see utils/basicsr_compat.py)

@@ -4,14 +4,24 @@ Imports the plugin and hands over to BasicSR's test pipeline with the current di
 SR images, logs and metric CSVs land in results/<name>/ under it.
 """
 import os
+import sys
 from os import path as osp
 
 import srflow_plugin  # noqa: F401  (registers the SRFlow classes in BasicSR's registries)
-from basicsr.test import test_pipeline
+from basicsr import test as basicsr_test
+from basicsr.utils.options import parse_options
+
+from srflow_plugin.entry import checked_parse_options, command_line
+
+DESCRIPTION = ('Test a trained SRFlow model with BasicSR\'s test pipeline: samples every test image at the '
+               'temperatures val.heats, writes them to results/<name>/visualization/ and the metrics (and NLL) to '
+               'results/<name>/metrics_<dataset>.csv under the current directory.')
 
 
-def main():
-    test_pipeline(osp.abspath(os.getcwd()))
+def main(argv=None):
+    command_line('srflow-test', DESCRIPTION, training=False).parse_args(sys.argv[1:] if argv is None else argv)
+    basicsr_test.parse_options = checked_parse_options(parse_options)
+    basicsr_test.test_pipeline(osp.abspath(os.getcwd()))
 
 
 if __name__ == '__main__':

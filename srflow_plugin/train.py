@@ -4,6 +4,7 @@ Like Real-ESRGAN's train.py: import the plugin (registering its classes) and han
 training pipeline, with the current directory as root (experiments/ and tb_logger/ land there).
 """
 import os
+import sys
 from os import path as osp
 
 import srflow_plugin  # noqa: F401  (registers the SRFlow classes in BasicSR's registries)
@@ -11,6 +12,14 @@ import torch
 from basicsr import train as basicsr_train
 from basicsr.utils import scandir
 from basicsr.utils.misc import check_resume
+from basicsr.utils.options import parse_options
+
+from srflow_plugin.entry import checked_parse_options, command_line
+from srflow_plugin.utils.basicsr_compat import load_training_state
+
+DESCRIPTION = ('Train an SRFlow model (or any network of an option file) with BasicSR\'s training pipeline. '
+               'Checkpoints, training states and logs go to experiments/<name>/ under the current directory; '
+               '--auto_resume continues from the latest training state, on CPU or CUDA.')
 
 
 def _latest_state(state_dir):
@@ -42,8 +51,8 @@ def load_resume_state(opt):
         device = torch.device('cuda', torch.cuda.current_device())
     else:
         device = torch.device('cpu')
-    # a training state holds optimizer and scheduler states (e.g. a Counter), written by this pipeline
-    resume_state = torch.load(resume_state_path, map_location=device, weights_only=False)
+    # tensors, numbers and a Counter only: a crafted state cannot run code
+    resume_state = load_training_state(resume_state_path, device)
     check_resume(opt, resume_state['iter'])
     return resume_state
 
@@ -51,10 +60,12 @@ def load_resume_state(opt):
 def train_pipeline(root_path):
     """BasicSR's training pipeline with the device-agnostic resume."""
     basicsr_train.load_resume_state = load_resume_state
+    basicsr_train.parse_options = checked_parse_options(parse_options)
     basicsr_train.train_pipeline(root_path)
 
 
-def main():
+def main(argv=None):
+    command_line('srflow-train', DESCRIPTION, training=True).parse_args(sys.argv[1:] if argv is None else argv)
     train_pipeline(osp.abspath(os.getcwd()))
 
 

@@ -21,6 +21,8 @@ from srflow_plugin.archs.flow_layers import ActNorm
 from srflow_plugin.archs.srflow_arch import mixed_precision
 from srflow_plugin.losses import FlowNLLLoss  # noqa: F401  (registers the default train.nll_opt)
 from srflow_plugin.metrics import calculate_lpips, calculate_lr_psnr  # noqa: F401  (registers the val metrics)
+from srflow_plugin.models.preflight import check_model_needs
+from srflow_plugin.models.training_guard import TrainingGuard, initialize_actnorm, optimizer_tensors, tensors_finite
 from srflow_plugin.models.validation import validate, write_metrics_csv
 from srflow_plugin.options_schema import check_options, get_option
 from srflow_plugin.utils import register
@@ -39,6 +41,7 @@ class SRFlowModel(BaseModel):
     def __init__(self, opt):
         super().__init__(opt)
         check_options(opt)
+        check_model_needs(opt)
         self.skipped_steps = 0
         self.log_dict = OrderedDict()
 
@@ -51,14 +54,13 @@ class SRFlowModel(BaseModel):
         self.net_g = self.model_to_device(self.net_g)
         self.print_network(self.net_g)
 
-        path_opt = opt['path']
-        load_path = path_opt.get('pretrain_network_g')
+        load_path = get_option(opt, 'path', 'pretrain_network_g')
         if load_path is not None:
-            self.load_network(self.net_g, load_path, path_opt.get('strict_load_g', True),
-                              path_opt.get('param_key_g', 'params'))
-        elif path_opt.get('pretrain_network_rrdb') is not None:
+            self.load_network(self.net_g, load_path, get_option(opt, 'path', 'strict_load_g'),
+                              get_option(opt, 'path', 'param_key_g'))
+        elif get_option(opt, 'path', 'pretrain_network_rrdb') is not None:
             # (when resuming, BasicSR sets pretrain_network_g to the checkpoint, so this is skipped)
-            rrdb_path = path_opt['pretrain_network_rrdb']
+            rrdb_path = get_option(opt, 'path', 'pretrain_network_rrdb')
             get_root_logger().info(f'Loading the pretrained encoder from {rrdb_path}')
             load_encoder_weights(self._bare().encoder, rrdb_path, strict=get_option(opt, 'path', 'strict_load_rrdb'))
 
@@ -86,27 +88,26 @@ class SRFlowModel(BaseModel):
 
     def init_training_settings(self):
         self.net_g.train()
-        train_opt = self.opt['train']
         logger = get_root_logger()
 
-        self.ema_decay = train_opt.get('ema_decay', 0)
+        self.ema_decay = get_option(self.opt, 'train', 'ema_decay')
         if self.ema_decay > 0:
             logger.info(f'Use Exponential Moving Average with decay: {self.ema_decay}')
             self.net_g_ema = build_network(self.opt['network_g']).to(self.device)
-            load_path = self.opt['path'].get('pretrain_network_g')
+            load_path = get_option(self.opt, 'path', 'pretrain_network_g')
             if load_path is not None:
-                self.load_network(self.net_g_ema, load_path, self.opt['path'].get('strict_load_g', True),
+                self.load_network(self.net_g_ema, load_path, get_option(self.opt, 'path', 'strict_load_g'),
                                   'params_ema')
             else:
                 self.model_ema(0)  # copy net_g weight
             self.net_g_ema.eval()
 
         self.cri_nll = build_loss(deepcopy(get_option(self.opt, 'train', 'nll_opt'))).to(self.device)
-        pixel_opt = train_opt.get('pixel_opt')
+        pixel_opt = get_option(self.opt, 'train', 'pixel_opt')
         self.cri_pix = build_loss(deepcopy(pixel_opt)).to(self.device) if pixel_opt else None
 
-        total_iter = int(train_opt['total_iter'])
-        delay = float(get_option(self.opt, 'train', 'train_rrdb_delay') or 0)
+        total_iter = int(get_option(self.opt, 'train', 'total_iter'))
+        delay = float(get_option(self.opt, 'train', 'train_rrdb_delay'))
         if not self._has_encoder():
             delay = 0  # a flow without a separate LR encoder (e.g. CouplingFlowNet) trains as a whole
         self.encoder_frozen_until = int(delay * total_iter)  # frozen for iterations 1..encoder_frozen_until
@@ -119,22 +120,26 @@ class SRFlowModel(BaseModel):
         self.train_amp = get_option(self.opt, 'train', 'amp')
         # fp16 gradients underflow without loss scaling; the scaler's own inf check only adds to the NaN-skip
         self.grad_scaler = torch.amp.GradScaler(self.device.type, enabled=self.train_amp == 'fp16')
+        self.guard = TrainingGuard.from_options(self.opt)
+        self.actnorm_init_samples = int(get_option(self.opt, 'train', 'actnorm_init_samples'))
+        self.actnorm_max_scale = float(get_option(self.opt, 'train', 'actnorm_max_scale'))
+        self.actnorm_pending, self.actnorm_refused = [], 0
+        self.actnorm_ready = False
 
         self.setup_optimizers()
-        if train_opt.get('scheduler') is not None:
+        if get_option(self.opt, 'train', 'scheduler') is not None:
             self.setup_schedulers()
 
     def setup_optimizers(self):
         """One Adam, two parameter groups: the flow (``optim_g``) and the encoder (``optim_rrdb`` overrides)."""
-        train_opt = self.opt['train']
-        optim_opt = deepcopy(train_opt['optim_g'])
+        optim_opt = deepcopy(get_option(self.opt, 'train', 'optim_g'))
         optim_type = optim_opt.pop('type')
         flow_params, encoder_params = [], []
         for name, param in self._bare().named_parameters():
             (encoder_params if name.startswith('encoder.') else flow_params).append(param)
         groups = [{'params': flow_params}]
         if encoder_params:
-            groups.append({'params': encoder_params, **deepcopy(train_opt.get('optim_rrdb') or {})})
+            groups.append({'params': encoder_params, **deepcopy(get_option(self.opt, 'train', 'optim_rrdb') or {})})
         self.optimizer_g = self.get_optimizer(optim_type, groups, **optim_opt)
         self.optimizers.append(self.optimizer_g)
 
@@ -162,21 +167,41 @@ class SRFlowModel(BaseModel):
         # eval mode while frozen: no running statistics may move either
         encoder.train(trainable)
 
-    def _initialize_actnorm(self, gt):
-        """Runs the data-dependent ActNorm init on this batch (once) and copies the result into net_g_ema."""
+    def _initialize_actnorm(self, gt, current_iter):
+        """ActNorm's data-dependent init (once), on ``train.actnorm_init_samples`` images, copied into net_g_ema.
+
+        Returns True when every ActNorm is initialised and this iteration may train; False while crops are being
+        collected or when the batch was refused (non-finite or degenerate statistics: the layers stay fresh).
+        """
         bare = self._bare()
-        fresh = {name: m for name, m in bare.named_modules() if isinstance(m, ActNorm) and not m.initialized}
-        if not fresh:
-            return
-        before = {name: m.bias.detach().clone() for name, m in fresh.items()}
-        with torch.no_grad():
-            bare.encode(gt, self.lq)  # training mode: the layers initialise themselves (all-reduced under DDP)
+        if not self.actnorm_ready:
+            # loaded or resumed weights: every ActNorm has its values already (it checks its bias on first use)
+            self.actnorm_ready = not any(isinstance(m, ActNorm) and not m.initialized and not bool((m.bias != 0).any())
+                                         for m in bare.modules())
+        if self.actnorm_ready:
+            return True
+        self.actnorm_pending.append((gt, self.lq))
+        if sum(g.shape[0] for g, _ in self.actnorm_pending) < self.actnorm_init_samples:
+            get_root_logger().info(f'Iteration {current_iter}: collecting crops for the ActNorm initialisation, no '
+                                   'step.')
+            return False
+        init_gt = torch.cat([g for g, _ in self.actnorm_pending])
+        init_lq = torch.cat([lq for _, lq in self.actnorm_pending])
+        self.actnorm_pending = []
+        initialised, reason = initialize_actnorm(bare, init_gt, init_lq, self.actnorm_max_scale)
+        if initialised is None:
+            self.actnorm_refused += 1
+            get_root_logger().warning(f'Iteration {current_iter}: ActNorm initialisation refused this batch '
+                                      f'({reason}); step skipped, the next batch is tried.')
+            return False
         if hasattr(self, 'net_g_ema'):
             ema_modules = dict(self.net_g_ema.named_modules())
-            for name, module in fresh.items():
-                if not torch.equal(before[name], module.bias):
-                    ema_modules[name].load_state_dict(module.state_dict())
-                    ema_modules[name].initialized = True
+            modules = dict(bare.named_modules())
+            for name in initialised:
+                ema_modules[name].load_state_dict(modules[name].state_dict())
+                ema_modules[name].initialized = True
+        self.actnorm_ready = True
+        return True
 
     def _all_ranks_agree(self, flag):
         """True only if ``flag`` is True on every process (so all of them skip a step together)."""
@@ -186,11 +211,27 @@ class SRFlowModel(BaseModel):
         torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.MIN)
         return bool(tensor.item() == 1.0)
 
+    def _mean_over_ranks(self, value):
+        """The loss all ranks judge a step by (so the guard decides identically everywhere)."""
+        if not self.opt['dist']:
+            return float(value.detach())
+        tensor = value.detach().reshape(1).clone()
+        torch.distributed.all_reduce(tensor)
+        return float(tensor) / self.opt['world_size']
+
+    def _guarded_nets(self):
+        return [self._bare()] + ([self.net_g_ema] if hasattr(self, 'net_g_ema') else [])
+
     def optimize_parameters(self, current_iter):
         encoder_trains = self.encoder_trains(current_iter)
         self._set_encoder_trainable(encoder_trains)
         gt = self.cri_nll.dequantize(self.gt)
-        self._initialize_actnorm(gt)
+        self.log_dict = OrderedDict()
+        if not self._initialize_actnorm(gt, current_iter):
+            self._log_counters(encoder_trains, current_iter)
+            return
+        if self.guard.snapshot is None and self.guard.enabled:
+            self.guard.take_snapshot(self._guarded_nets(), self.optimizer_g, current_iter - 1)
 
         self.optimizer_g.zero_grad(set_to_none=True)
         with mixed_precision(self._bare(), self.train_amp):
@@ -207,7 +248,7 @@ class SRFlowModel(BaseModel):
             loss_dict['l_pix'] = l_pix
 
         step_ok = self._all_ranks_agree(bool(torch.isfinite(l_total.detach()).all()))
-        grad_norm = None
+        grad_norm, spike = None, None
         if step_ok:
             self.grad_scaler.scale(l_total).backward()
             self.grad_scaler.unscale_(self.optimizer_g)
@@ -216,21 +257,53 @@ class SRFlowModel(BaseModel):
             grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
             step_ok = bool(torch.isfinite(grad_norm))  # identical on all ranks: gradients are all-reduced
         if step_ok:
-            self.grad_scaler.step(self.optimizer_g)
-            if self.ema_decay > 0:
-                self.model_ema(decay=self.ema_decay)
+            loss_value = self._mean_over_ranks(l_total)
+            spike = self.guard.spike_reason(loss_value, float(grad_norm))
+        if step_ok and spike is None:
+            self.guard.step_optimizer(self.optimizer_g, current_iter,
+                                      lambda: self.grad_scaler.step(self.optimizer_g))
+            if self.guard.enabled and not tensors_finite(list(self._bare().parameters()) +
+                                                         optimizer_tensors(self.optimizer_g)):
+                self._roll_back(current_iter, 'non-finite weights or optimizer state after the step')
+            else:
+                self.guard.accepted(loss_value, float(grad_norm))
+                if self.ema_decay > 0:
+                    self.model_ema(decay=self.ema_decay)  # only ever averaged with accepted weights
+                if self.guard.snapshot_due(current_iter):
+                    self.guard.take_snapshot(self._guarded_nets(), self.optimizer_g, current_iter)
         else:
             self.optimizer_g.zero_grad(set_to_none=True)
-            self.skipped_steps += 1
-            get_root_logger().warning(f'Iteration {current_iter}: non-finite loss or gradient, step skipped '
-                                      f'({self.skipped_steps} skipped so far).')
+            if spike is None:
+                self.skipped_steps += 1
+                message = f'non-finite loss or gradient, step skipped ({self.skipped_steps} skipped so far)'
+            else:
+                message = f'spike, step rejected: {spike} ({self.guard.rejected_steps + 1} rejected so far)'
+            get_root_logger().warning(f'Iteration {current_iter}: {message}.')
+            if self.guard.rejected(counted=spike is not None):
+                self._roll_back(current_iter, f'{self.guard.max_rejected} consecutive steps not applied')
         if grad_norm is not None:
             self.grad_scaler.update()  # (fp16) a smaller loss scale after an overflow
 
-        self.log_dict = self.reduce_loss_dict(loss_dict)
+        self.log_dict.update(self.reduce_loss_dict(loss_dict))
         if grad_norm is not None:
             self.log_dict['grad_norm'] = float(grad_norm)
+        self._log_counters(encoder_trains, current_iter)
+
+    def _roll_back(self, current_iter, why):
+        snapshot_iter = self.guard.roll_back(self._guarded_nets(), self.optimizer_g, current_iter)
+        logger = get_root_logger()
+        if snapshot_iter is None:
+            logger.warning(f'Iteration {current_iter}: {why}, but there is no snapshot to roll back to.')
+        else:
+            logger.warning(f'Iteration {current_iter}: {why}; rolled back to the snapshot of iteration '
+                           f'{snapshot_iter} (roll-back {self.guard.rollbacks}); learning rates x'
+                           f'{self.guard.cooldown_factor:g} until iteration {self.guard.cooldown_until}.')
+
+    def _log_counters(self, encoder_trains, current_iter):
         self.log_dict['skipped_steps'] = self.skipped_steps
+        self.log_dict['rejected_steps'] = self.guard.rejected_steps
+        self.log_dict['rollbacks'] = self.guard.rollbacks
+        self.log_dict['lr_factor'] = self.guard.lr_factor(current_iter)
         self.log_dict['encoder_trains'] = int(encoder_trains)
 
     # ------------------------------------------------------------------ inference
@@ -301,7 +374,7 @@ class SRFlowModel(BaseModel):
 
     @master_only
     def save_training_state(self, epoch, current_iter):
-        """As BaseModel's, but written atomically, and with the count of skipped steps."""
+        """As BaseModel's, but written atomically, with the count of skipped steps and the guard's counters."""
         if current_iter == -1:
             return
         state = {
@@ -311,12 +384,14 @@ class SRFlowModel(BaseModel):
             'schedulers': [s.state_dict() for s in self.schedulers],
             'skipped_steps': self.skipped_steps,
             'grad_scaler': self.grad_scaler.state_dict(),
+            'guard': self.guard.state_dict(),
         }
         atomic_save(state, osp.join(self.opt['path']['training_states'], f'{current_iter}.state'))
 
     def resume_training(self, resume_state):
         super().resume_training(resume_state)
         self.skipped_steps = resume_state.get('skipped_steps', 0)
+        self.guard.load_state_dict(resume_state.get('guard', {}))
         if resume_state.get('grad_scaler'):
             self.grad_scaler.load_state_dict(resume_state['grad_scaler'])
 
