@@ -18,11 +18,11 @@ import time
 from os import path as osp
 
 import numpy as np
-from demo import TRAIN_PHOTOS, VAL_PHOTO, photo  # first: the demo puts this checkout's package on the path
-
-import torch  # noqa: E402
-from basicsr.utils.matlab_functions import imresize  # noqa: E402
-from srflow_plugin.models.srflow_model import SRFlowModel  # noqa: E402
+import srflow_plugin  # noqa: F401  (before basicsr: registers the classes, installs the torchvision shim)
+import torch
+from basicsr.utils.matlab_functions import imresize
+from demo import TRAIN_PHOTOS, VAL_PHOTO, photo
+from srflow_plugin.models.srflow_model import SRFlowModel
 
 NETWORK = dict(type='SRFlowNet', scale=4, num_feat=64, num_block=2, num_grow_ch=32, tap_blocks=[0, 1, 0, 1],
                flow_steps=4, plain_steps=1, hidden_channels=32, trunk_skip='trunk')
@@ -67,6 +67,9 @@ def train(seed, iters, guard_on, train_images, held_out):
             model.update_learning_rate(it)
             model.optimize_parameters(it)
             losses.append(float(model.log_dict.get('l_nll', float('nan'))))
+            if it % 50 == 0:
+                print(f'  seed {seed} guard {"on" if guard_on else "off"}: iteration {it}, NLL {losses[-1]:.3f}',
+                      flush=True)
         net = model.get_bare_model(model.net_g).eval()
         finite = all(bool(torch.isfinite(p).all()) for p in net.state_dict().values())
         with torch.no_grad():

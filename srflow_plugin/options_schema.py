@@ -219,7 +219,7 @@ SCHEMA = OrderedDict([
                                number(low=0, low_open=True, high=1)),
         cooldown_iter=Option(200, PLUGIN, '... for this many iterations, then restored.',
                              number(low=0, integer=True)),
-    ), True, 'Spike guard and recovery (docs/training.md).')),
+    ), True, 'Spike guard and recovery (docs/robustness.md).')),
     ('val', Section(OrderedDict(
         heats=Option(VAL_HEATS, PLUGIN, 'Temperatures tau at which samples are drawn and metrics computed. '
                      'Metric keys get the suffix `_t<tau>` (e.g. `psnr_t0.75`).', list_of(number(low=0))),

@@ -8,14 +8,13 @@ import sys
 from os import path as osp
 
 import srflow_plugin  # noqa: F401  (registers the SRFlow classes in BasicSR's registries)
-import torch
 from basicsr import train as basicsr_train
 from basicsr.utils import scandir
 from basicsr.utils.misc import check_resume
 from basicsr.utils.options import parse_options
 
 from srflow_plugin.entry import checked_parse_options, command_line
-from srflow_plugin.utils.basicsr_compat import load_training_state
+from srflow_plugin.utils.checkpoint import read_checkpoint
 
 DESCRIPTION = ('Train an SRFlow model (or any network of an option file) with BasicSR\'s training pipeline. '
                'Checkpoints, training states and logs go to experiments/<name>/ under the current directory; '
@@ -35,7 +34,7 @@ def load_resume_state(opt):
     """Device-agnostic replacement of ``basicsr.train.load_resume_state``.
 
     BasicSR 1.4.2 maps the state onto ``torch.cuda.current_device()``, which fails on a machine without
-    CUDA. Here tensors go to the model's device (CPU when ``num_gpu`` is 0 or CUDA is missing).
+    CUDA, and unpickles anything. Here the state is read with ``weights_only=True`` onto the CPU.
     ``--auto_resume`` picks the state with the highest iteration in ``experiments/<name>/training_states``.
     """
     if opt['auto_resume']:
@@ -47,12 +46,9 @@ def load_resume_state(opt):
         return None
     if not osp.isfile(resume_state_path):
         raise FileNotFoundError(f'path.resume_state: no training state at {resume_state_path}')
-    if opt.get('num_gpu', 0) != 0 and torch.cuda.is_available():
-        device = torch.device('cuda', torch.cuda.current_device())
-    else:
-        device = torch.device('cpu')
-    # tensors, numbers and a Counter only: a crafted state cannot run code
-    resume_state = load_training_state(resume_state_path, device)
+    # weights_only: tensors, numbers and a Counter only (utils/basicsr_compat.py), so a crafted state cannot run
+    # code; on the CPU first, the optimizers move their state to the parameters' device when they load it
+    resume_state = read_checkpoint(resume_state_path, 'Training state')
     check_resume(opt, resume_state['iter'])
     return resume_state
 

@@ -57,7 +57,7 @@ def check_metrics(opt):
             weights = backbone_weights_path(metrics[name].get('net', 'alex'))
             if not osp.isfile(weights):
                 message = (f"Metric 'val.metrics.{name}' (LPIPS) needs its backbone weights {weights}, which are "
-                           'missing (they cannot be downloaded offline; see docs/training.md).')
+                           'missing (they cannot be downloaded offline; see docs/robustness.md).')
                 if not get_option(opt, 'val', 'skip_missing_metrics'):
                     raise FileNotFoundError(message + ' Set val.skip_missing_metrics: true to skip the metric.')
                 get_root_logger().warning(message + ' Skipped (val.skip_missing_metrics).')

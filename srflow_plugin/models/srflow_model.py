@@ -4,6 +4,7 @@
 
 The encoder schedule (``train_rrdb_delay``, ``optim_rrdb``) applies to networks with an ``encoder`` module, and the
 ActNorm initialisation to networks with ActNorm layers; other flows train as a whole."""
+import math
 from collections import OrderedDict
 from copy import deepcopy
 from os import path as osp
@@ -336,8 +337,14 @@ class SRFlowModel(BaseModel):
         """Samples every image at every heat (``val.heats``) ``val.n_sample`` times (see
         :mod:`srflow_plugin.models.validation`); ``nll`` is on the training loss's scale (with the dequantisation
         constant of ``train.nll_opt`` when training). In testing, also writes the metrics CSV."""
-        # on the training loss's scale: with dequantisation, the NLL of the discrete image (+ log2(q) bits/dim)
-        nll_constant = self.cri_nll.constant if hasattr(self, 'cri_nll') else 0.0
+        # one scale, named in the log: val.nll_quantization q (or, in training, the loss's) adds log2(q) bits/dim,
+        # the NLL of the discrete image; without it, the continuous density at the image (srflow-latent's scale)
+        levels = get_option(self.opt, 'val', 'nll_quantization')
+        if levels is None and hasattr(self, 'cri_nll'):
+            levels = self.cri_nll.quantization
+        nll_constant = math.log2(levels) if levels else 0.0
+        self.nll_scale = (f'discrete image, q = {levels:g}: continuous + log2(q)' if levels else
+                          'continuous density, no dequantisation constant')
         rows = validate(self, self._inference_net(), dataloader, current_iter, tb_logger, save_img, nll_constant)
         self.net_g.train()
         if not self.opt['is_train'] and get_option(self.opt, 'val', 'save_csv') and self.opt['rank'] == 0:

@@ -199,7 +199,8 @@ def _log(model, dataset_name, current_iter, heats, tb_logger):
     names = list(_metric_options(model.opt))
     lines = [f'Validation {dataset_name}, iter {current_iter}']
     if 'nll' in results:
-        lines.append(f'\t # nll: {results["nll"]:.4f} bits/dim\tBest: {best["nll"]["val"]:.4f} '
+        lines.append(f'\t # nll: {results["nll"]:.4f} bits/dim ({getattr(model, "nll_scale", "continuous density")})'
+                     f'\tBest: {best["nll"]["val"]:.4f} '
                      f'@ {best["nll"]["iter"]} iter')
     if names:
         lines.append('\t heat  ' + ''.join(f'{name:>12s}' for name in names))

@@ -253,7 +253,9 @@ def run_encode(args, net):
         write_image(lr, osp.join(args.output, f'{name}_lr.png'))
     report = (f'image: {args.hr} ({hr.shape[1]}x{hr.shape[0]}), LR: {args.lr or "MATLAB bicubic of the HR"} '
               f'({lr.shape[1]}x{lr.shape[0]})\nlatent shapes: {[tuple(z.shape[1:]) for z in result["latents"]]}\n'
-              f'nll_bits_per_dim: {result["nll"]:.6f}\nmax_abs_error: {result["max_abs_error"]:.3e}\n'
+              f'nll_bits_per_dim: {result["nll"]:.6f}\nnll_scale: continuous density, no dequantisation constant '
+              '(training validation adds log2(q) with train.nll_opt.quantization q; srflow-test with '
+              'val.nll_quantization: q)\nmax_abs_error: {result["max_abs_error"]:.3e}\n'
               f'psnr_db: {result["psnr"]:.2f}\n')
     with open(osp.join(args.output, f'{name}_encode.txt'), 'w') as f:
         f.write(report)

@@ -10,7 +10,7 @@ for BasicSR's own ``basicsr/train.py`` and ``basicsr/test.py``) calls :func:`ins
 - makes ``--launcher pytorch`` work on machines without CUDA: BasicSR divides by the number of GPUs and asks for
   NCCL; without CUDA the process group is initialised with gloo and no device is selected.
 
-:func:`load_training_state` is how the plugin's entry point reads a training state (``weights_only=True``).
+The plugin's entry point reads training states with ``utils.checkpoint.read_checkpoint`` (``weights_only=True``).
 """
 import collections
 import os
@@ -60,12 +60,3 @@ def install():
     dist_util._init_dist_pytorch = _init_dist_pytorch
     torch.serialization.add_safe_globals([collections.Counter])
     _INSTALLED = True
-
-
-def load_training_state(path, device):
-    """A BasicSR training state (``*.state``) read with ``weights_only=True``: tensors, numbers, lists, dicts and
-    ``collections.Counter`` only, so a crafted file cannot run code. The error names the file."""
-    try:
-        return torch.load(path, map_location=device, weights_only=True)
-    except Exception as error:
-        raise RuntimeError(f'Cannot read the training state {path} safely (weights_only=True): {error}') from error
