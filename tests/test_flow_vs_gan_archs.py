@@ -131,8 +131,8 @@ def test_flow_wrong_latents_and_sizes_are_errors():
 
 # ---------------------------------------------------------------- matched compute
 def test_macs_per_output_pixel_of_the_study_networks_are_within_10_percent():
-    gan = complexity.measure_network(SRResNet(), max_probe=16)
-    flow = complexity.measure_network(CouplingFlowNet(), max_probe=16)
+    gan = complexity.measure_network(SRResNet(), receptive_field=False)
+    flow = complexity.measure_network(CouplingFlowNet(), receptive_field=False)
     # SRResNet by hand: (9*9*3*64 + 17*9*64*64 + 9*64*256) / 16 + 9*64*256 / 4 + 9*9*64*3 per HR pixel
     assert gan.macs_per_pixel == (81 * 3 * 64 + 17 * 9 * 64 * 64 + 9 * 64 * 256) / 16 + 9 * 64 * 256 / 4 + 81 * 64 * 3
     assert complexity.relative_gap(gan.macs_per_pixel, flow.macs_per_pixel) <= 0.10
@@ -170,3 +170,23 @@ def test_complexity_command_reads_option_files_and_arch_specs(tmp_path, capsys):
     assert complexity.cli(['--arch', 'SRResNet num_feat=8 num_block=1', '--arch', 'SRResNet num_feat=8 num_block=3',
                            '--match', '0.1', '--max-probe', '32']) == 1
     assert 'NOT within 10 %' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize('name, model_type, nets', [
+    ('train_SRGAN_x4.yml', 'SRGANModel', {'network_g': SRResNet, 'network_d': 'VGGStyleDiscriminator'}),
+    ('train_SRResNet_x4.yml', 'SRModel', {'network_g': SRResNet}),
+    ('train_Flow_x4.yml', 'SRFlowModel', {'network_g': CouplingFlowNet})])
+def test_study_option_files_build_their_networks(name, model_type, nets):
+    import yaml
+    from os import path as osp
+    from srflow_plugin.options_schema import check_options
+    with open(osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'options', 'flow_vs_gan', name)) as f:
+        opt = yaml.safe_load(f)
+    assert opt['model_type'] == model_type and opt['datasets']['train']['gt_size'] == 256
+    for key, cls in nets.items():
+        net = build_network(dict(opt[key]))
+        assert type(net).__name__ == (cls if isinstance(cls, str) else cls.__name__)
+    if model_type == 'SRFlowModel':
+        check_options(opt)  # every train/val/path key is one SRFlowModel reads
+    if model_type == 'SRGANModel':
+        assert opt['train']['perceptual_opt']['criterion'] == 'l1' and opt['network_d']['input_size'] == 256

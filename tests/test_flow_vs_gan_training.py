@@ -67,3 +67,10 @@ def test_validation_reports_fid_once_per_heat_over_all_samples(tmp_path, monkeyp
             image = int(osp.basename(path)[3])  # val<i>_...
             check.update(cv2.imread(path), gts[image])
         assert model.metric_results[f'fid_t{heat}'] == pytest.approx(check.compute(), rel=1e-6)
+
+
+def test_a_pretrained_encoder_for_a_flow_without_encoder_is_an_error_naming_the_option(tmp_path):
+    opt = flow_opt(tmp_path)
+    opt['path']['pretrain_network_rrdb'] = str(tmp_path / 'RRDB.pth')
+    with pytest.raises(ValueError, match=r'path.pretrain_network_rrdb is set, but network_g \(CouplingFlowNet\)'):
+        SRFlowModel(opt)

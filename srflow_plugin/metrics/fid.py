@@ -95,7 +95,7 @@ class FID:
         device (str | None): Device of the Inception network. Default: CUDA when available, else CPU.
     """
 
-    def __init__(self, crop_border=0, feature_net=None, device=None, **kwargs):
+    def __init__(self, crop_border=0, feature_net=None, device=None):
         self.crop_border = int(crop_border)
         self.feature_net = feature_net if feature_net is not None else get_inception(device)
         self.sr_features, self.gt_features = [], []

