@@ -1,16 +1,31 @@
-"""Prints how long SRFlow sampling takes, with and without reusing the LR encoding, and the peak memory.
+"""Prints how long drawing many SRFlow samples for one LR image takes, the new paths beside the old ones.
 
-    python scripts/benchmark_sampling.py                       # released x4 layout, 32x32 LR, 4 samples, CPU
+    python scripts/benchmark_sampling.py                       # released x4 layout, 40x40 LR, 10 samples, CPU
     python scripts/benchmark_sampling.py --preset SRFlow_DF2K_8X --lr_size 24 --samples 8 --device cuda
 
-Random weights (the timing does not depend on them). Figures, not assertions: compare them across changes.
+Every path decodes the same latents on the same weights (random, slightly perturbed so that every sub-network
+shapes the output):
+
+- re-encode per sample: ``decode(lq)`` for each sample (encoder and every LR-only part again each time), with the
+  step inverse before this change ("old inverse": layer by layer, log-dets included) and with today's;
+- LR encoding reused: ``condition(lq)`` once, then one ``decode(cond=...)`` per sample or one batched call for all.
+
+The max output difference compares each path's samples with the old re-encoding path's. Figures, not assertions.
 """
 import argparse
+from contextlib import nullcontext
+from unittest import mock
 
 import torch
 
 from benchmark_common import peak_memory_line, timed
 from srflow_plugin.archs import RELEASED_CONFIGS, SRFlowNet
+from srflow_plugin.archs.flow_layers import FlowStep
+
+
+def old_inverse():
+    """The step inverse as it was: every layer's inverse in turn, log-dets computed and dropped."""
+    return mock.patch.object(FlowStep, 'reverse', lambda step, y, cond=None: step.inverse(y, cond)[0])
 
 
 def _bytes(obj):
@@ -22,36 +37,59 @@ def _bytes(obj):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--preset', default='SRFlow_DF2K_4X', choices=sorted(RELEASED_CONFIGS))
-    parser.add_argument('--lr_size', type=int, default=32, help='LR height and width')
-    parser.add_argument('--samples', type=int, default=4)
+    parser.add_argument('--lr_size', type=int, default=40, help='LR height and width')
+    parser.add_argument('--samples', type=int, default=10)
     parser.add_argument('--temperature', type=float, default=0.9)
     parser.add_argument('--device', default='cpu')
     args = parser.parse_args(argv)
 
     device = torch.device(args.device)
     torch.manual_seed(0)
-    net = SRFlowNet(**RELEASED_CONFIGS[args.preset]).to(device).eval()
-    lq = torch.rand(1, 3, args.lr_size, args.lr_size, device=device)
+    net = SRFlowNet(**RELEASED_CONFIGS[args.preset]).eval()
+    with torch.no_grad():
+        for param in net.parameters():
+            param.add_(torch.randn_like(param) * 1e-3)
+    net.to(device)
+    size, n = args.lr_size, args.samples
+    lq = torch.rand(1, 3, size, size, device=device)
+    latents = net.draw_latents(size, size, args.temperature, torch.Generator().manual_seed(1), batch=n)
+    one = [[t[i:i + 1] for t in latents] for i in range(n)]
+    outputs, seconds = {}, {}
+
+    def run(name, fn, patch=nullcontext):
+        with patch():
+            fn()  # warm-up (and the 1x1 convolutions' cached inverses)
+            seconds[name] = timed(lambda: outputs.__setitem__(name, fn()), device, 1)
+
     with torch.inference_mode():
-        net.decode(lq, temperature=args.temperature)  # warm-up (and the 1x1 conv inverses' cache)
+        run('re-encode per sample, old inverse', lambda: torch.cat([net.decode(lq, latents=z) for z in one]),
+            old_inverse)
+        run('re-encode per sample', lambda: torch.cat([net.decode(lq, latents=z) for z in one]))
+        run('reused, one by one, old inverse',
+            lambda: (lambda c: torch.cat([net.decode(cond=c, latents=z) for z in one]))(net.condition(lq)),
+            old_inverse)
+        run('reused, one by one', lambda: (lambda c: torch.cat([net.decode(cond=c, latents=z) for z in one]))(
+            net.condition(lq)))
+        run(f'reused, batch of {n}', lambda: net.decode(cond=net.condition(lq), latents=latents))
         condition_time = timed(lambda: net.condition(lq), device, 1)
-        cond = net.condition(lq)
-        reuse = timed(lambda: net.decode(cond=cond, temperature=args.temperature), device, args.samples)
-        fresh = timed(lambda: net.decode(lq, temperature=args.temperature), device, args.samples)
-        hr_pixels = (args.lr_size * net.scale)**2
-        stored_bytes = _bytes(cond.level_conds) / hr_pixels
+        hr_pixels = (size * net.scale)**2
+        stored_bytes = _bytes(net.condition(lq).level_conds) / hr_pixels
         lazy_bytes = _bytes(net.condition(lq, precompute=False).level_conds) / hr_pixels
 
-    print(f'{args.preset}, LR {args.lr_size}x{args.lr_size} -> SR {args.lr_size * net.scale}x'
-          f'{args.lr_size * net.scale}, {args.samples} samples on {device}')
-    print(f'  condition (encoder + LR-only flow parts): {condition_time * 1000:9.1f} ms, once per LR image')
-    print(f'  decode per sample, LR encoding reused:    {reuse * 1000:9.1f} ms')
-    print(f'  decode per sample, LR encoded each time:  {fresh * 1000:9.1f} ms')
+    reference = outputs['re-encode per sample, old inverse']
+    print(f'{args.preset}, LR {size}x{size} -> SR {size * net.scale}x{size * net.scale}, {n} samples at '
+          f'temperature {args.temperature} on {device}, {torch.get_num_threads()} threads')
+    print(f'  {"path":<36s} {"total":>8s} {"per sample":>11s} {"speed-up":>9s} {"max |diff|":>11s}')
+    for name, total in seconds.items():
+        diff = (outputs[name] - reference).abs().max().item()
+        speed_up = seconds['re-encode per sample, old inverse'] / total
+        print(f'  {name:<36s} {total:7.2f}s {total / n * 1000:9.0f}ms {speed_up:8.2f}x {diff:11.2e}')
+    print('  (speed-up and max |diff| against re-encoding per sample with the old inverse)')
+    best = min(seconds[f'reused, batch of {n}'], seconds['reused, one by one'])
+    print(f'  condition (encoder + LR-only flow parts) alone: {condition_time:.2f}s; the best reused path is '
+          f'{seconds["re-encode per sample"] / best:.2f}x faster than re-encoding per sample with today\'s inverse')
     print(f'  condition memory per HR pixel: {stored_bytes:.0f} bytes precomputed, {lazy_bytes:.0f} bytes with '
           'precompute=False')
-    total_reuse = condition_time + args.samples * reuse
-    print(f'  {args.samples} samples: {total_reuse:.2f} s reused vs {args.samples * fresh:.2f} s '
-          f'({args.samples * fresh / total_reuse:.2f}x)')
     print(f'  {peak_memory_line(device)}')
 
 

@@ -1,55 +1,166 @@
-"""Prints the time and peak memory of SRFlow training steps (NLL, backward, Adam) for a configuration.
+"""Prints the time and peak memory of SRFlow training steps (NLL, backward, Adam), each path beside the plain one.
 
-    python scripts/benchmark_training.py                                  # released x4 layout, 2 x 64x64 GT patches, CPU
+    python scripts/benchmark_training.py                       # released x4 layout, batch 4 x 160x160 GT, CPU
+    python scripts/benchmark_training.py --memory_budget 8GB   # + the largest batch that fits, for both paths
     python scripts/benchmark_training.py --patch 160 --batch 12 --device cuda   # the release's x4 recipe on a GPU
-    python scripts/benchmark_training.py --frozen_encoder                 # as during train_rrdb_delay
+    python scripts/benchmark_training.py --frozen_encoder      # as during train_rrdb_delay
 
-Random weights and images (the cost does not depend on them). Figures, not assertions: compare them across changes.
+Paths: ``plain`` (float32, activations stored), ``memory_saving`` (train.memory_saving: the flow's activations
+reconstructed from its inverse in backward, RRDB blocks checkpointed) and ``bf16`` (train.amp: bf16). Each path
+runs in its own process on the same weights and batch, so that its peak memory is its own: on the CPU the peak
+resident memory of the process (large frees go back to the system), on CUDA the peak allocated memory. "step
+memory" is that peak minus what was resident before the step (weights, Adam state, inputs). The gradient
+difference compares the first step's gradients with the plain path's (max over parameters of |g - g_plain| /
+|g_plain|). Random (slightly perturbed initial) weights and images. Figures, not assertions.
 """
 import argparse
+import os
+import re
+import tempfile
 
 import torch
+import torch.multiprocessing as mp
 
-from benchmark_common import peak_memory_line, reset_peak_memory, timed
-from srflow_plugin.archs import RELEASED_CONFIGS, SRFlowNet
+from benchmark_common import timed
+
+PATHS = {'plain': (False, None), 'memory_saving': (True, None), 'bf16': (False, 'bf16')}
+
+
+def _resident_bytes():
+    with open('/proc/self/statm') as f:
+        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
+
+
+def _peak_bytes(device):
+    if device.type == 'cuda':
+        return torch.cuda.max_memory_allocated(device)
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _current_bytes(device):
+    return torch.cuda.memory_allocated(device) if device.type == 'cuda' else _resident_bytes()
+
+
+def run_path(args, path, batch, steps, grad_file, queue):
+    """One path in this (fresh) process: warm-up step (its gradients saved), then ``steps`` timed steps."""
+    from srflow_plugin.archs import RELEASED_CONFIGS, SRFlowNet
+    from srflow_plugin.archs.srflow_arch import mixed_precision
+
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    net = SRFlowNet(**RELEASED_CONFIGS[args.preset]).train()
+    with torch.no_grad():  # no zero-initialised sub-network outputs: every layer shapes the result
+        for param in net.parameters():
+            param.add_(torch.randn_like(param) * 1e-3)
+    net.to(device)
+    net.memory_saving, precision = PATHS[path]
+    net.encoder.requires_grad_(not args.frozen_encoder)
+    net.encoder.train(not args.frozen_encoder)
+    optimizer = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=1e-4)
+    generator = torch.Generator().manual_seed(1)
+    gt = torch.rand(batch, 3, args.patch, args.patch, generator=generator).to(device)
+    lq = torch.nn.functional.avg_pool2d(gt, net.scale)
+    nlls = []
+
+    def step(save_grads=False):
+        optimizer.zero_grad(set_to_none=True)
+        with mixed_precision(net, precision):
+            nll = net.encode(gt, lq)[1].mean()
+        nll.backward()
+        if save_grads:
+            torch.save({n: p.grad for n, p in net.named_parameters() if p.grad is not None}, grad_file)
+        optimizer.step()
+        nlls.append(nll.item())
+
+    if device.type == 'cuda':
+        torch.cuda.reset_peak_memory_stats(device)
+    step(save_grads=grad_file is not None)  # warm-up: ActNorm initialisation, Adam state
+    before = _current_bytes(device)
+    seconds = timed(step, device, steps) if steps else float('nan')
+    peak = _peak_bytes(device)
+    queue.put(dict(seconds=seconds, peak=peak, step=peak - before, nll=nlls[0]))
+
+
+def measure(args, path, batch, steps, grad_file=None):
+    context = mp.get_context('spawn')
+    queue = context.Queue()
+    process = context.Process(target=run_path, args=(args, path, batch, steps, grad_file, queue))
+    process.start()
+    result = queue.get()
+    process.join()
+    if process.exitcode != 0:
+        raise SystemExit(f'the {path} run (batch {batch}) failed with exit code {process.exitcode}')
+    return result
+
+
+def gradient_difference(file, reference_file):
+    grads, reference = torch.load(file), torch.load(reference_file)
+    if grads.keys() != reference.keys():
+        return float('inf')
+    return max(((grads[n].float() - g).norm() / g.norm()).item() for n, g in reference.items() if g.norm() > 0)
+
+
+def parse_bytes(text):
+    match = re.fullmatch(r'\s*([0-9.]+)\s*([KMGT]?)i?B?\s*', text, re.IGNORECASE)
+    if not match:
+        raise argparse.ArgumentTypeError(f'--memory_budget {text!r}: expected a size like 8GB or 512MB')
+    return float(match.group(1)) * 1024**'BKMGT'.index(match.group(2).upper() or 'B')
 
 
 def main(argv=None):
+    from srflow_plugin.archs import RELEASED_CONFIGS
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--preset', default='SRFlow_DF2K_4X', choices=sorted(RELEASED_CONFIGS))
-    parser.add_argument('--patch', type=int, default=64, help='GT patch size (a multiple of 2 x scale)')
-    parser.add_argument('--batch', type=int, default=2)
-    parser.add_argument('--steps', type=int, default=3, help='timed steps, after one warm-up step')
+    parser.add_argument('--patch', type=int, default=160, help='GT patch size (a multiple of 2 x scale)')
+    parser.add_argument('--batch', type=int, default=4)
+    parser.add_argument('--steps', type=int, default=2, help='timed steps per path, after one warm-up step')
+    parser.add_argument('--paths', nargs='+', default=list(PATHS), choices=list(PATHS))
+    parser.add_argument('--memory_budget', type=parse_bytes, default=None,
+                        help='e.g. 8GB: print the largest batch whose peak fits, for each path')
     parser.add_argument('--frozen_encoder', action='store_true', help='no gradients for the encoder')
+    parser.add_argument('--threads', type=int, default=torch.get_num_threads())
     parser.add_argument('--device', default='cpu')
     args = parser.parse_args(argv)
-
-    device = torch.device(args.device)
-    torch.manual_seed(0)
-    net = SRFlowNet(**RELEASED_CONFIGS[args.preset]).to(device).train()
-    if args.patch % (2 * net.scale):
-        raise SystemExit(f'--patch {args.patch} is not a multiple of 2 x scale = {2 * net.scale}')
-    net.encoder.requires_grad_(not args.frozen_encoder)
-    optimizer = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=1e-4)
-    gt = torch.rand(args.batch, 3, args.patch, args.patch, device=device)
-    lq = torch.nn.functional.avg_pool2d(gt, net.scale)
-
-    def step():
-        optimizer.zero_grad(set_to_none=True)
-        nll = net.encode(gt, lq)[1].mean()
-        nll.backward()
-        optimizer.step()
-        return nll.item()
-
-    step()  # warm-up, including the ActNorm data-dependent initialisation
-    reset_peak_memory(device)
-    per_step = timed(step, device, args.steps)
+    scale = RELEASED_CONFIGS[args.preset]['scale']
+    if args.patch % (2 * scale):
+        raise SystemExit(f'--patch {args.patch} is not a multiple of 2 x scale = {2 * scale}')
+    # large blocks straight back to the system when freed, so that resident memory follows live tensors
+    os.environ.setdefault('MALLOC_MMAP_THRESHOLD_', '65536')
 
     print(f'{args.preset}, batch {args.batch} x {args.patch}x{args.patch} GT, encoder '
-          f'{"frozen" if args.frozen_encoder else "trained"}, on {device}')
-    print(f'  training step (NLL + backward + Adam): {per_step * 1000:9.1f} ms, '
-          f'{args.batch * args.patch**2 / per_step / 1e6:.3f} M GT pixels/s')
-    print(f'  {peak_memory_line(device)}')
+          f'{"frozen" if args.frozen_encoder else "trained"}, {args.threads} threads on {args.device}; '
+          'one process per path')
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        grad_files = {path: os.path.join(tmp, f'{path}.pt') for path in args.paths}
+        for path in args.paths:
+            results[path] = measure(args, path, args.batch, args.steps, grad_files[path])
+        base = results.get('plain')
+        print(f'  {"path":<14s} {"step time":>10s} {"peak memory":>12s} {"step memory":>12s}'
+              + (f' {"time":>6s} {"peak":>6s} {"step":>6s} {"NLL diff":>9s} {"grad diff":>9s}' if base else ''))
+        for path, r in results.items():
+            line = f'  {path:<14s} {r["seconds"]:9.2f}s {r["peak"] / 2**30:9.2f} GiB {r["step"] / 2**30:8.2f} GiB'
+            if base:
+                diff = gradient_difference(grad_files[path], grad_files['plain'])
+                line += (f' {r["seconds"] / base["seconds"]:5.2f}x {r["peak"] / base["peak"]:5.2f}x '
+                         f'{r["step"] / base["step"]:5.2f}x {abs(r["nll"] - base["nll"]):9.2e} {diff:9.2e}')
+            print(line)
+    if base:
+        print('  (ratios: path / plain; NLL diff in bits/dim on the first step; grad diff: max over parameters of '
+              '|g - g_plain| / |g_plain|)')
+    if args.memory_budget is not None:
+        print(f'  largest batch within {args.memory_budget / 2**30:.1f} GiB (peak memory, linear in the batch from '
+              f'batch 1 and batch {args.batch}):')
+        for path in [p for p in ('plain', 'memory_saving') if p in results]:
+            small = measure(args, path, 1, 0)
+            per_sample = (results[path]['peak'] - small['peak']) / max(args.batch - 1, 1)
+            fixed = small['peak'] - per_sample
+            largest = int((args.memory_budget - fixed) // per_sample) if per_sample > 0 else float('inf')
+            print(f'    {path:<14s} {max(largest, 0):4d}  ({fixed / 2**30:.2f} GiB + {per_sample / 2**30:.2f} GiB '
+                  'per sample)')
 
 
 if __name__ == '__main__':

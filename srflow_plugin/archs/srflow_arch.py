@@ -82,7 +82,7 @@ class FlowLevel(nn.Module):
         if self.split is not None:
             z = self.split.inverse(torch.cat([z, latent], 1))[0]
         for index in reversed(range(len(self.steps))):
-            z = self.steps[index].inverse(z, self._step_condition(index, cond))[0]
+            z = self.steps[index].reverse(z, self._step_condition(index, cond))
         return self.squeeze.inverse(z)[0]
 
 
