@@ -83,6 +83,34 @@ def run_path(args, path, batch, steps, grad_file, queue):
     queue.put(dict(seconds=seconds, peak=peak, step=peak - before, nll=nlls[0]))
 
 
+def saved_activations(args):
+    """Bytes autograd keeps for backward after one forward (NLL) pass, per path, in this process: the bulk of a
+    training step's peak memory, at a fraction of the cost of a full step."""
+    from srflow_plugin.archs import RELEASED_CONFIGS, SRFlowNet
+    from srflow_plugin.archs.srflow_arch import mixed_precision
+
+    torch.manual_seed(0)
+    net = SRFlowNet(**RELEASED_CONFIGS[args.preset]).to(args.device).train()
+    net.encoder.requires_grad_(not args.frozen_encoder)
+    gt = torch.rand(args.batch, 3, args.patch, args.patch, device=args.device)
+    lq = torch.nn.functional.avg_pool2d(gt, net.scale)
+    with torch.no_grad():
+        net.encode(gt, lq)  # ActNorm initialisation
+    sizes = {}
+    for path in args.paths:
+        net.memory_saving, precision = PATHS[path]
+        total = [0]
+
+        def pack(tensor):
+            total[0] += tensor.numel() * tensor.element_size()
+            return tensor
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), mixed_precision(net, precision):
+            net.encode(gt, lq)
+        sizes[path] = total[0]
+    return sizes
+
+
 def measure(args, path, batch, steps, grad_file=None):
     context = mp.get_context('spawn')
     queue = context.Queue()
@@ -121,6 +149,8 @@ def main(argv=None):
     parser.add_argument('--memory_budget', type=parse_bytes, default=None,
                         help='e.g. 8GB: print the largest batch whose peak fits, for each path')
     parser.add_argument('--frozen_encoder', action='store_true', help='no gradients for the encoder')
+    parser.add_argument('--activations_only', action='store_true',
+                        help='only the bytes kept for backward after one forward pass per path (fast)')
     parser.add_argument('--threads', type=int, default=torch.get_num_threads())
     parser.add_argument('--device', default='cpu')
     args = parser.parse_args(argv)
@@ -133,6 +163,12 @@ def main(argv=None):
     print(f'{args.preset}, batch {args.batch} x {args.patch}x{args.patch} GT, encoder '
           f'{"frozen" if args.frozen_encoder else "trained"}, {args.threads} threads on {args.device}; '
           'one process per path')
+    if args.activations_only:
+        sizes = saved_activations(args)
+        for path, size in sizes.items():
+            print(f'  {path:<14s} kept for backward: {size / 2**30:7.3f} GiB  '
+                  f'{size / sizes.get("plain", size):5.3f}x plain')
+        return
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         grad_files = {path: os.path.join(tmp, f'{path}.pt') for path in args.paths}
