@@ -37,8 +37,11 @@ def crops(images, rng, n, size=48):
         crop = img[y:y + size, x:x + size]
         gts.append(np.ascontiguousarray(crop[:, ::-1] if rng.random() < 0.5 else crop))
     lqs = [np.clip(imresize(g, 0.25), 0, 1) for g in gts]
-    to_tensor = lambda arrays: torch.from_numpy(np.ascontiguousarray(np.stack(arrays))).permute(0, 3, 1, 2).float()
-    return {'gt': to_tensor(gts), 'lq': to_tensor(lqs)}
+    return {'gt': _to_tensor(gts), 'lq': _to_tensor(lqs)}
+
+
+def _to_tensor(arrays):
+    return torch.from_numpy(np.ascontiguousarray(np.stack(arrays))).permute(0, 3, 1, 2).float()
 
 
 def options(root, iters, guard_on):
@@ -89,8 +92,9 @@ def main(argv=None):
     if args.iters < 1:
         parser.error(f'--iters must be >= 1, got {args.iters}')
     torch.set_num_threads(args.threads)
-    train_images = [np.ascontiguousarray(photo(name)[..., ::-1]).astype(np.float32) / 255 for name in TRAIN_PHOTOS]
-    held_out = crops([np.ascontiguousarray(photo(VAL_PHOTO)[..., ::-1]).astype(np.float32) / 255], np.random.default_rng(1234), 32)
+    rgb = lambda name: np.ascontiguousarray(photo(name)[..., ::-1]).astype(np.float32) / 255  # noqa: E731
+    train_images = [rgb(name) for name in TRAIN_PHOTOS]
+    held_out = crops([rgb(VAL_PHOTO)], np.random.default_rng(1234), 32)
     print(f'{args.iters} iterations per run, batch 8 of 48x48 crops of {", ".join(TRAIN_PHOTOS)}; held-out: 32 '
           f'crops of {VAL_PHOTO}', flush=True)
     print(f'{"seed":>4} {"guard":>5} {"train NLL":>10} {"held-out NLL":>12} {"skipped":>7} {"rejected":>8} '

@@ -240,8 +240,8 @@ SCHEMA = OrderedDict([
                                     'are kept (about 0.4 KB per HR pixel), same results.', boolean),
         amp=Option(None, PLUGIN, 'Mixed precision (`bf16`, `fp16` or ~) for validation\'s and testing\'s '
                    'encoder and affine sub-networks, as `train.amp`.', one_of('bf16', 'fp16')),
-        skip_missing_metrics=Option(False, PLUGIN, 'A metric whose backbone weights (LPIPS) are missing is an error '
-                                    'when the model is built; true: it is dropped with a warning instead.',
+        skip_missing_metrics=Option(False, PLUGIN, 'A metric whose backbone weights (LPIPS, FID) are missing is an '
+                                    'error when the model is built; true: it is dropped with a warning instead.',
                                     boolean),
         val_freq=Option(None, BASICSR, 'Validate every this many iterations (training only).',
                         number(low=1, integer=True)),

@@ -106,7 +106,8 @@ def test_a_missing_lpips_backbone_is_an_error_at_model_build_or_skipped_when_ask
     monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'empty_torch_home'))
     metrics = {'lpips': {'type': 'calculate_lpips', 'crop_border': 0, 'better': 'lower'},
                'psnr': {'type': 'calculate_psnr', 'crop_border': 0}}
-    with pytest.raises(FileNotFoundError, match=r"val.metrics.lpips.*alexnet-owt-7be5be79.pth"):
+    with pytest.raises(FileNotFoundError, match=r"'val.metrics.lpips' \(calculate_lpips\): LPIPS needs its backbone "
+                                                r"weights .*alexnet-owt-7be5be79.pth"):
         SRFlowModel(make_opt(tmp_path / 'a', val={'metrics': dict(metrics)}))
     model = SRFlowModel(make_opt(tmp_path / 'b', val={'metrics': dict(metrics), 'skip_missing_metrics': True}))
     assert list(model.opt['val']['metrics']) == ['psnr']

@@ -40,26 +40,46 @@ def check_writable(folder, key):
             os.remove(probe)
 
 
+def _lpips_backbone(metric_opt):
+    from srflow_plugin.metrics.lpips_metric import backbone_weights_path
+    weights = backbone_weights_path(metric_opt.get('net', 'alex'))
+    if not osp.isfile(weights):
+        raise FileNotFoundError(f'LPIPS needs its backbone weights {weights}, which are missing (they cannot be '
+                                'downloaded offline; see docs/robustness.md)')
+
+
+def _fid_backbone(metric_opt):
+    from srflow_plugin.metrics import fid
+    fid.get_inception()  # FileNotFoundError naming both places BasicSR looks in; built once, reused by validation
+
+
+# metric type -> a check that its pretrained backbone is available (raises FileNotFoundError naming the file)
+BACKBONE_CHECKS = {'calculate_lpips': _lpips_backbone, 'FID': _fid_backbone}
+
+
 def check_metrics(opt):
-    """Every ``val.metrics`` type must be registered; an LPIPS backbone file must be on disk.
+    """Every ``val.metrics`` type must be registered (BasicSR's METRIC_REGISTRY or a dataset-level metric); the
+    pretrained backbone of LPIPS and FID must be on disk.
 
     With ``val.skip_missing_metrics: true`` a metric whose backbone is missing is removed from the options with a
     warning instead.
     """
-    from srflow_plugin.metrics.lpips_metric import backbone_weights_path
+    from srflow_plugin.models.validation import DATASET_METRICS
     metrics = (opt.get('val') or {}).get('metrics') or {}
     for name in list(metrics):
         metric_type = (metrics[name] or {}).get('type')
-        if metric_type not in METRIC_REGISTRY:
+        if metric_type not in METRIC_REGISTRY and metric_type not in DATASET_METRICS:
+            known = sorted(list(METRIC_REGISTRY.keys()) + list(DATASET_METRICS))
             raise OptionError(f"Option 'val.metrics.{name}.type' = {metric_type!r}: not a registered metric "
-                              f'({", ".join(sorted(METRIC_REGISTRY.keys()))}).')
-        if metric_type == 'calculate_lpips':
-            weights = backbone_weights_path(metrics[name].get('net', 'alex'))
-            if not osp.isfile(weights):
-                message = (f"Metric 'val.metrics.{name}' (LPIPS) needs its backbone weights {weights}, which are "
-                           'missing (they cannot be downloaded offline; see docs/robustness.md).')
+                              f'({", ".join(known)}).')
+        if metric_type in BACKBONE_CHECKS:
+            try:
+                BACKBONE_CHECKS[metric_type](metrics[name])
+            except FileNotFoundError as error:
+                message = f"Metric 'val.metrics.{name}' ({metric_type}): {error}"
                 if not get_option(opt, 'val', 'skip_missing_metrics'):
-                    raise FileNotFoundError(message + ' Set val.skip_missing_metrics: true to skip the metric.')
+                    raise FileNotFoundError(message + ' Set val.skip_missing_metrics: true to skip the metric.') \
+                        from error
                 get_root_logger().warning(message + ' Skipped (val.skip_missing_metrics).')
                 del metrics[name]
 
