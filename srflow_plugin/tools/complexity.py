@@ -98,7 +98,11 @@ def _receptive_field(net, channels, size_hint, max_probe, seed=0):
         scale = out.shape[-1] // size
         centre = out.shape[-1] // 2
         out[0, :, centre, centre].sum().backward()
-        support = (x.grad[0].abs().sum(0) > 0).nonzero()
+        # a pixel belongs to the field when its gradient is not exactly 0 (NaN too: a perturbed deep network may
+        # overflow, but the path exists)
+        support = (x.grad[0] != 0).any(0).nonzero()
+        if support.numel() == 0:
+            raise ValueError(f'The gradient probe of {type(net).__name__} found no input pixel the output depends on')
         lo, hi = support.min(0).values, support.max(0).values
         side = int((hi - lo).max()) + 1
         touches = bool((lo == 0).any() or (hi == size - 1).any())

@@ -44,7 +44,7 @@ FLOW = dict(type='CouplingFlowNet', scale=SCALE, in_channels=3, num_couplings=10
             cond_channels=8, cond_hidden=16)
 DISCRIMINATOR = dict(type='VGGStyleDiscriminator', num_in_ch=3, num_feat=16, input_size=128)
 TEMPERATURES = [0.0, 0.5, 0.8, 1.0]
-ITERS = {'SR (no GAN)': 120, 'SRGAN': 60, 'Flow': 250}
+ITERS = {'SR (no GAN)': 60, 'SRGAN': 15, 'Flow': 120}
 QUICK_ITERS = {'SR (no GAN)': 6, 'SRGAN': 4, 'Flow': 6}
 
 
