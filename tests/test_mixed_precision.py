@@ -105,5 +105,5 @@ def test_validation_with_val_amp_gives_the_float32_metrics(tmp_path):
 
 @pytest.mark.parametrize('section', ['train', 'val'])
 def test_unknown_precision_is_an_error_naming_the_option(tmp_path, section):
-    with pytest.raises(OptionError, match=rf'{section}\.amp must be bf16, fp16'):
+    with pytest.raises(OptionError, match=rf"'{section}\.amp' = 'fp8' \(str\): must be one of bf16, fp16"):
         SRFlowModel(make_opt(tmp_path, **{section: {'amp': 'fp8'}}))
