@@ -255,7 +255,7 @@ def run_encode(args, net):
               f'({lr.shape[1]}x{lr.shape[0]})\nlatent shapes: {[tuple(z.shape[1:]) for z in result["latents"]]}\n'
               f'nll_bits_per_dim: {result["nll"]:.6f}\nnll_scale: continuous density, no dequantisation constant '
               '(training validation adds log2(q) with train.nll_opt.quantization q; srflow-test with '
-              'val.nll_quantization: q)\nmax_abs_error: {result["max_abs_error"]:.3e}\n'
+              f'val.nll_quantization: q)\nmax_abs_error: {result["max_abs_error"]:.3e}\n'
               f'psnr_db: {result["psnr"]:.2f}\n')
     with open(osp.join(args.output, f'{name}_encode.txt'), 'w') as f:
         f.write(report)
