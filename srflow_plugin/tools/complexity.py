@@ -202,6 +202,7 @@ def main(argv=None):
     parser.add_argument('--arch', action='append', default=[], help='"<arch> key=value ..." (repeatable).')
     parser.add_argument('--probe', type=int, default=16, help='LR side for counting and the first probe.')
     parser.add_argument('--max-probe', type=int, default=128, help='Largest LR side of the probe.')
+    parser.add_argument('--no-probe', action='store_true', help='Skip the receptive-field probe (MACs only).')
     parser.add_argument('--match', type=float, default=None,
                         help='Fail unless the first two networks agree within this fraction.')
     args = parser.parse_args(argv)
@@ -214,7 +215,8 @@ def main(argv=None):
     print(f"{'network':<28s} {'arch':<22s} {'params':>11s}  {'MACs':>11s}                    receptive field")
     for label, opt in specs:
         net = _build(opt, label)
-        figures.append(measure_network(net, label, opt['type'], args.probe, args.max_probe))
+        figures.append(measure_network(net, label, opt['type'], args.probe, args.max_probe,
+                                       receptive_field=not args.no_probe))
         print(figures[-1].row(), flush=True)
     if args.match is not None:
         if len(figures) < 2 or figures[0].rf_output is None or figures[1].rf_output is None:
