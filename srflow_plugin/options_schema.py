@@ -43,21 +43,21 @@ def _is_number(value):
 def number(low=None, high=None, low_open=False, integer=False):
     """A finite int/float (integer: a whole number, 2e5 accepted) in [low, high] (``low_open``: > low)."""
 
-    def describe():
+    def describe(value):
         kind = 'an integer' if integer else 'a number'
         parts = []
         if low is not None:
             parts.append(f"{'>' if low_open else '>='} {low:g}")
         if high is not None:
             parts.append(f'<= {high:g}')
-        hint = ' (YAML reads 1e-5 as a string: write 1.0e-5 or !!float 1e-5)' if not integer else ''
+        hint = ' (YAML reads 1e-5 as a string: write 1.0e-5 or !!float 1e-5)' if isinstance(value, str) else ''
         return f"must be {kind}{' ' + ' and '.join(parts) if parts else ''}{hint}"
 
     def check(key, value):
         if not _is_number(value) or (integer and float(value) != int(value)):
-            raise _fail(key, value, describe())
+            raise _fail(key, value, describe(value))
         if (low is not None and (value <= low if low_open else value < low)) or (high is not None and value > high):
-            raise _fail(key, value, describe())
+            raise _fail(key, value, describe(value))
 
     return check
 

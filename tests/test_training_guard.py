@@ -1,6 +1,5 @@
 """The spike guard: rejection, roll-back, learning-rate cool-down, counters in the saved state, resume, ActNorm init
 and a reproduced blow-up that recovers (srflow_plugin/models/training_guard.py)."""
-import logging
 import math
 from os import path as osp
 
@@ -106,18 +105,7 @@ def test_gradient_spike_is_rejected(tmp_path):
     assert model.log_dict['rejected_steps'] == 1
 
 
-class _Records(logging.Handler):
-    """Collects the messages of BasicSR's logger (which does not propagate to pytest's caplog)."""
-
-    def __init__(self):
-        super().__init__(logging.WARNING)
-        self.messages = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
-
-
-def test_consecutive_rejections_roll_back_to_the_last_snapshot_and_cool_the_learning_rate_down(tmp_path):
+def test_consecutive_rejections_roll_back_to_the_last_snapshot_and_cool_the_learning_rate_down(tmp_path, basicsr_messages):
     model = guarded_model(tmp_path)
     batches = photo_batches(14)
     run(model, batches[:8])  # snapshots after iterations 0 (start), 4 and 8
@@ -127,18 +115,13 @@ def test_consecutive_rejections_roll_back_to_the_last_snapshot_and_cool_the_lear
     lrs = []
     step = model.optimizer_g.step
     model.optimizer_g.step = lambda: (lrs.append([g['lr'] for g in model.optimizer_g.param_groups]), step())[1]
-    records = _Records()
-    logging.getLogger('basicsr').addHandler(records)
-    try:
-        for it in (11, 12, 13):
-            add_to_loss(model, 1e6)
-            run(model, [batches[it - 1]], start=it)
-    finally:
-        logging.getLogger('basicsr').removeHandler(records)
+    for it in (11, 12, 13):
+        add_to_loss(model, 1e6)
+        run(model, [batches[it - 1]], start=it)
     assert model.log_dict['rollbacks'] == 1 and model.log_dict['rejected_steps'] == 3
     assert all(torch.equal(v, at_snapshot[k]) for k, v in weights(model).items())
     assert any(m.startswith('Iteration 13: 3 consecutive steps not applied; rolled back to the snapshot of iteration 8 '
-                            '(roll-back 1); learning rates x0.1 until iteration 16') for m in records.messages)
+                            '(roll-back 1); learning rates x0.1 until iteration 16') for m in basicsr_messages)
     # cool-down: iterations 14-16 step at 0.1 x the scheduled rate, 17 at the full rate again
     run(model, photo_batches(4, seed=1), start=14)
     assert lrs == [[pytest.approx(1e-4)] * 2] * 3 + [[pytest.approx(1e-3)] * 2]  # flow and encoder groups

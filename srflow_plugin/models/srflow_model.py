@@ -70,9 +70,9 @@ class SRFlowModel(BaseModel):
 
         if self.is_train:
             if opt['rank'] == 0:  # a save killed in an earlier run leaves its temporary file behind
-                for folder in ('models', 'training_states'):
-                    if opt['path'].get(folder) and osp.isdir(opt['path'][folder]):
-                        remove_stale_temporaries(opt['path'][folder])
+                for folder in (get_option(opt, 'path', 'models'), get_option(opt, 'path', 'training_states')):
+                    if folder and osp.isdir(folder):
+                        remove_stale_temporaries(folder)
             self.init_training_settings()
 
     # ------------------------------------------------------------------ set-up

@@ -14,7 +14,6 @@ once (``compute``). Both give the key ``<name>_t<heat>``. A sample with non-fini
 ``nonfinite_t<heat>``, pixels summed over images and samples), warned about, and left out of every metric.
 """
 import inspect
-import math
 import os
 from collections import OrderedDict
 from os import path as osp
@@ -104,8 +103,6 @@ def validate(model, net, dataloader, current_iter, tb_logger, save_img, nll_cons
     opt = model.opt
     dataset_name = dataloader.dataset.opt['name']
     heats = [float(h) for h in get_option(opt, 'val', 'heats')]
-    if not all(math.isfinite(h) and h >= 0 for h in heats):
-        raise ValueError(f'val.heats must be finite temperatures >= 0, got {heats}')
     n_sample = int(get_option(opt, 'val', 'n_sample'))
     seed = get_option(opt, 'val', 'seed')
     calc_nll = get_option(opt, 'val', 'calc_nll')
