@@ -295,10 +295,8 @@ class AffineInjector(nn.Module):
 class ConditionalAffineCoupling(nn.Module):
     """z2 = (z2 + shift(z1, u)) * scale(z1, u) with z1 the first C // 2 channels, kept as they are.
 
-    Args:
-        num_channels (int): Channels of z.
-        cond_channels (int): Channels of the conditioning features u.
-        hidden_channels (int): Width of the sub-network.
+    Args: as :class:`AffineInjector` (``num_channels``, ``cond_channels``, ``hidden_channels``); the sub-network
+    also reads z1.
     """
 
     def __init__(self, num_channels, cond_channels, hidden_channels):
