@@ -384,7 +384,8 @@ class SRFlowModel(BaseModel):
 
     @master_only
     def save_training_state(self, epoch, current_iter):
-        """As BaseModel's, but written atomically, with the count of skipped steps and the guard's counters."""
+        """As BaseModel's, but written atomically, with the count of skipped steps, the guard's counters and, under
+        ``srflow_plugin.train``, the data position and generator states (:mod:`srflow_plugin.utils.resume`)."""
         if current_iter == -1:
             return
         state = {
@@ -396,12 +397,17 @@ class SRFlowModel(BaseModel):
             'grad_scaler': self.grad_scaler.state_dict(),
             'guard': self.guard.state_dict(),
         }
+        position = getattr(self, 'training_position', None)  # set by srflow_plugin.train: exact resume
+        if position is not None:
+            state['position'] = position.state_dict()
         atomic_save(state, osp.join(self.opt['path']['training_states'], f'{current_iter}.state'))
 
     def resume_training(self, resume_state):
         super().resume_training(resume_state)
         self.skipped_steps = resume_state.get('skipped_steps', 0)
         self.guard.load_state_dict(resume_state.get('guard', {}))
+        if getattr(self, 'training_position', None) is not None:
+            self.training_position.resume(resume_state.get('position'))
         if resume_state.get('grad_scaler'):
             self.grad_scaler.load_state_dict(resume_state['grad_scaler'])
 

@@ -1,0 +1,68 @@
+"""``python -m srflow_plugin.train`` with faults injected, for tests/test_fault_injection.py.
+
+    python -m fault_injection -opt X.yml [--auto_resume]          # with SRFLOW_FAULTS=nan_batch=3,disk_full=6
+
+``SRFLOW_FAULTS`` is a comma-separated list of ``fault=iteration``:
+
+- ``nan_batch=N``: one NaN pixel in the GT batch of iteration N (as a corrupt image would give);
+- ``disk_full=N``: every file written at iteration N's save fails after its first bytes with ENOSPC, as on a
+  full disk;
+- ``kill=N``: the process sends itself SIGKILL halfway through writing iteration N's first checkpoint file (a
+  kill -9 in the middle of a save).
+
+Everything else is the plugin's real training entry point.
+"""
+import errno
+import os
+import re
+import signal
+import sys
+
+import torch
+
+from srflow_plugin import train
+from srflow_plugin.models.srflow_model import SRFlowModel
+
+
+def _faults():
+    faults = {}
+    for item in filter(None, os.environ.get('SRFLOW_FAULTS', '').split(',')):
+        name, iteration = item.split('=')
+        faults[name.strip()] = int(iteration)
+    return faults
+
+
+def _iteration_of(path):
+    """The iteration a checkpoint or training-state path belongs to (net_g_6.pth.tmp123 -> 6), or None."""
+    match = re.search(r'(?:net_g_|^)(\d+)\.(?:pth|state)\.tmp\d+$', os.path.basename(str(path)))
+    return int(match.group(1)) if match else None
+
+
+def install(faults):
+    original_optimize = SRFlowModel.optimize_parameters
+    original_save = torch.save
+
+    def optimize_parameters(self, current_iter):
+        if current_iter == faults.get('nan_batch'):
+            self.gt[0, 0, 0, 0] = float('nan')
+        return original_optimize(self, current_iter)
+
+    def save(obj, f, *args, **kwargs):
+        iteration = _iteration_of(f)
+        if iteration is not None and iteration in (faults.get('disk_full'), faults.get('kill')):
+            with open(f, 'wb') as out:  # the first bytes reach the disk, then the write fails or the process dies
+                out.write(b'PK\x03\x04' + b'\0' * 60)
+                out.flush()
+                os.fsync(out.fileno())
+            if iteration == faults.get('kill'):
+                os.kill(os.getpid(), signal.SIGKILL)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(f))
+        return original_save(obj, f, *args, **kwargs)
+
+    SRFlowModel.optimize_parameters = optimize_parameters
+    torch.save = save
+
+
+if __name__ == '__main__':
+    install(_faults())
+    train.main(sys.argv[1:])
