@@ -3,12 +3,14 @@
     python scripts/benchmark_sampling.py                       # released x4 layout, 40x40 LR, 10 samples, CPU
     python scripts/benchmark_sampling.py --preset SRFlow_DF2K_8X --lr_size 24 --samples 8 --device cuda
 
-Every path decodes the same latents on the same weights (random, slightly perturbed so that every sub-network
-shapes the output):
+Every path decodes the same latents on the same weights (random, ActNorm initialised on a random batch as in
+training, then slightly perturbed so that every sub-network shapes the output):
 
 - re-encode per sample: ``decode(lq)`` for each sample (encoder and every LR-only part again each time), with the
   step inverse before this change ("old inverse": layer by layer, log-dets included) and with today's;
-- LR encoding reused: ``condition(lq)`` once, then one ``decode(cond=...)`` per sample or one batched call for all.
+- LR encoding reused: ``condition(lq)`` once, then one ``decode(cond=...)`` per sample or one batched call for all;
+- the same with freed memory kept for reuse (``srflow_plugin.utils.allocator.keep_freed_memory``, what the console
+  commands do): every path before it runs with the C library's default allocator settings.
 
 The max output difference compares each path's samples with the old re-encoding path's. Figures, not assertions.
 """
@@ -21,6 +23,7 @@ import torch
 from benchmark_common import peak_memory_line, timed
 from srflow_plugin.archs import RELEASED_CONFIGS, SRFlowNet
 from srflow_plugin.archs.flow_layers import FlowStep
+from srflow_plugin.utils.allocator import keep_freed_memory
 
 
 def old_inverse():
@@ -40,17 +43,20 @@ def main(argv=None):
     parser.add_argument('--lr_size', type=int, default=40, help='LR height and width')
     parser.add_argument('--samples', type=int, default=10)
     parser.add_argument('--temperature', type=float, default=0.9)
+    parser.add_argument('--repeat', type=int, default=3, help='timed runs per path (mean), after one warm-up run')
     parser.add_argument('--device', default='cpu')
     args = parser.parse_args(argv)
 
     device = torch.device(args.device)
     torch.manual_seed(0)
-    net = SRFlowNet(**RELEASED_CONFIGS[args.preset]).eval()
+    net = SRFlowNet(**RELEASED_CONFIGS[args.preset]).to(device)
+    size, n = args.lr_size, args.samples
+    gt = torch.rand(2, 3, size * net.scale, size * net.scale, device=device)
     with torch.no_grad():
+        net.train().encode(gt, torch.nn.functional.avg_pool2d(gt, net.scale))  # ActNorm's data-dependent init
         for param in net.parameters():
             param.add_(torch.randn_like(param) * 1e-3)
-    net.to(device)
-    size, n = args.lr_size, args.samples
+    net.eval()
     lq = torch.rand(1, 3, size, size, device=device)
     latents = net.draw_latents(size, size, args.temperature, torch.Generator().manual_seed(1), batch=n)
     one = [[t[i:i + 1] for t in latents] for i in range(n)]
@@ -59,7 +65,7 @@ def main(argv=None):
     def run(name, fn, patch=nullcontext):
         with patch():
             fn()  # warm-up (and the 1x1 convolutions' cached inverses)
-            seconds[name] = timed(lambda: outputs.__setitem__(name, fn()), device, 1)
+            seconds[name] = timed(lambda: outputs.__setitem__(name, fn()), device, args.repeat)
 
     with torch.inference_mode():
         run('re-encode per sample, old inverse', lambda: torch.cat([net.decode(lq, latents=z) for z in one]),
@@ -71,12 +77,20 @@ def main(argv=None):
         run('reused, one by one', lambda: (lambda c: torch.cat([net.decode(cond=c, latents=z) for z in one]))(
             net.condition(lq)))
         run(f'reused, batch of {n}', lambda: net.decode(cond=net.condition(lq), latents=latents))
+        kept = keep_freed_memory()
+        if kept:
+            run('reused, one by one, memory kept', lambda: (lambda c: torch.cat(
+                [net.decode(cond=c, latents=z) for z in one]))(net.condition(lq)))
+            run(f'reused, batch of {n}, memory kept', lambda: net.decode(cond=net.condition(lq), latents=latents))
+            run('re-encode per sample, memory kept', lambda: torch.cat([net.decode(lq, latents=z) for z in one]))
         condition_time = timed(lambda: net.condition(lq), device, 1)
         hr_pixels = (size * net.scale)**2
         stored_bytes = _bytes(net.condition(lq).level_conds) / hr_pixels
         lazy_bytes = _bytes(net.condition(lq, precompute=False).level_conds) / hr_pixels
 
     reference = outputs['re-encode per sample, old inverse']
+    if not bool(torch.isfinite(reference).all()):
+        raise SystemExit('the reference samples are not finite: lower --temperature')
     print(f'{args.preset}, LR {size}x{size} -> SR {size * net.scale}x{size * net.scale}, {n} samples at '
           f'temperature {args.temperature} on {device}, {torch.get_num_threads()} threads')
     print(f'  {"path":<36s} {"total":>8s} {"per sample":>11s} {"speed-up":>9s} {"max |diff|":>11s}')
@@ -85,9 +99,11 @@ def main(argv=None):
         speed_up = seconds['re-encode per sample, old inverse'] / total
         print(f'  {name:<36s} {total:7.2f}s {total / n * 1000:9.0f}ms {speed_up:8.2f}x {diff:11.2e}')
     print('  (speed-up and max |diff| against re-encoding per sample with the old inverse)')
-    best = min(seconds[f'reused, batch of {n}'], seconds['reused, one by one'])
+    best = min(t for name, t in seconds.items() if name.startswith('reused'))
     print(f'  condition (encoder + LR-only flow parts) alone: {condition_time:.2f}s; the best reused path is '
           f'{seconds["re-encode per sample"] / best:.2f}x faster than re-encoding per sample with today\'s inverse')
+    if not kept:
+        print('  (freed memory could not be kept here: not glibc; the "memory kept" paths were not run)')
     print(f'  condition memory per HR pixel: {stored_bytes:.0f} bytes precomputed, {lazy_bytes:.0f} bytes with '
           'precompute=False')
     print(f'  {peak_memory_line(device)}')

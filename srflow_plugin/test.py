@@ -12,6 +12,7 @@ from basicsr import test as basicsr_test
 from basicsr.utils.options import parse_options
 
 from srflow_plugin.entry import checked_parse_options, command_line
+from srflow_plugin.utils.allocator import keep_freed_memory
 
 DESCRIPTION = ('Test a trained SRFlow model with BasicSR\'s test pipeline: samples every test image at the '
                'temperatures val.heats, writes them to results/<name>/visualization/ and the metrics (and NLL) to '
@@ -20,6 +21,7 @@ DESCRIPTION = ('Test a trained SRFlow model with BasicSR\'s test pipeline: sampl
 
 def main(argv=None):
     command_line('srflow-test', DESCRIPTION, training=False).parse_args(sys.argv[1:] if argv is None else argv)
+    keep_freed_memory()  # fewer page faults (srflow_plugin/utils/allocator.py)
     basicsr_test.parse_options = checked_parse_options(parse_options)
     basicsr_test.test_pipeline(osp.abspath(os.getcwd()))
 

@@ -15,6 +15,7 @@ from basicsr.utils.misc import check_resume
 from basicsr.utils.options import parse_options
 
 from srflow_plugin.entry import checked_parse_options, command_line
+from srflow_plugin.utils.allocator import keep_freed_memory
 from srflow_plugin.utils.checkpoint import read_checkpoint
 from srflow_plugin.utils.resume import (CountingCPUPrefetcher, CountingCUDAPrefetcher, ResumableSampler,
                                         TrainingPosition)
@@ -86,6 +87,7 @@ def train_pipeline(root_path):
 
 def main(argv=None):
     command_line('srflow-train', DESCRIPTION, training=True).parse_args(sys.argv[1:] if argv is None else argv)
+    keep_freed_memory()  # fewer page faults (srflow_plugin/utils/allocator.py)
     train_pipeline(osp.abspath(os.getcwd()))
 
 

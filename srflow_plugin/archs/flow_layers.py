@@ -191,6 +191,15 @@ class ConvActNorm(nn.Conv2d):
         return self.actnorm(super().forward(x))[0]
 
 
+CHANNELS_LAST = torch.channels_last
+
+
+def _channels_last(weight):
+    """A convolution weight in channels-last layout: the convolution then runs, and returns its output, in that
+    layout, which oneDNN computes up to 2x faster on the CPU for the sub-networks' 64-channel activations."""
+    return weight.contiguous(memory_format=CHANNELS_LAST)
+
+
 class ZeroConv2d(nn.Conv2d):
     """3x3 convolution with bias whose output is scaled by exp(3 * logs); everything starts at zero.
 
@@ -238,18 +247,21 @@ class ConditionalSubNet(nn.Module):
         over the activations, for sampling); ``out_order`` permutes the output channels."""
         act_in, act_hidden, conv_out = self.conv_in.actnorm, self.conv_hidden.actnorm, self.conv_out
         gain = torch.exp(act_in.logs)
-        h = (cond_term + act_in.bias) * gain  # LR-only: batch 1 when sampling many latents
+        h = ((cond_term + act_in.bias) * gain).contiguous(memory_format=CHANNELS_LAST)  # LR-only: batch 1
         if self.in_channels:
-            weight = self.conv_in.weight[:, :self.in_channels] * gain.view(-1, 1, 1, 1)
+            weight = _channels_last(self.conv_in.weight[:, :self.in_channels] * gain.view(-1, 1, 1, 1))
             h = F.conv2d(x, weight, padding=1).add_(h)
-        h = torch.relu(h)
+        else:
+            h = h.clone()
+        h = torch.relu_(h)
         gain = torch.exp(act_hidden.logs).view(-1)
-        h = torch.relu_(F.conv2d(h, self.conv_hidden.weight * gain.view(-1, 1, 1, 1), act_hidden.bias.view(-1) * gain))
+        weight = _channels_last(self.conv_hidden.weight * gain.view(-1, 1, 1, 1))
+        h = torch.relu_(F.conv2d(h, weight, act_hidden.bias.view(-1) * gain))
         gain = torch.exp(conv_out.logs * 3).view(-1)
         weight, bias = conv_out.weight * gain.view(-1, 1, 1, 1), conv_out.bias * gain
         if out_order is not None:
             weight, bias = weight[out_order], bias[out_order]
-        return F.conv2d(h, weight, bias, padding=1)
+        return F.conv2d(h, _channels_last(weight), bias, padding=1).contiguous()
 
     def forward(self, x, cond_term):
         h = cond_term

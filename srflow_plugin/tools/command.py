@@ -2,6 +2,8 @@
 import argparse
 import sys
 
+from srflow_plugin.utils.allocator import keep_freed_memory
+
 __all__ = ['console_command', 'HelpFormatter']
 
 # errors that are the user's input or environment (a missing file, a bad image, a full disk): one line, no traceback
@@ -11,9 +13,10 @@ USER_ERRORS = (OSError, ValueError, RuntimeError)
 def console_command(main, name):
     """The ``console_scripts`` entry point of ``main(argv)``: returns 0 when it finishes, 1 after printing
     ``<name>: error: <message>`` for an error of the input or the environment, 130 on Ctrl-C. argparse's own usage
-    errors keep their status 2."""
+    errors keep their status 2. The process keeps freed memory for reuse (:mod:`srflow_plugin.utils.allocator`)."""
 
     def run(argv=None):
+        keep_freed_memory()
         try:
             main(argv)
         except KeyboardInterrupt:
