@@ -24,6 +24,7 @@ import torch
 import torch.multiprocessing as mp
 
 from benchmark_common import timed
+from srflow_plugin.utils.allocator import keep_freed_memory
 
 PATHS = {'plain': (False, None), 'memory_saving': (True, None), 'bf16': (False, 'bf16')}
 
@@ -50,6 +51,8 @@ def run_path(args, path, batch, steps, grad_file, queue):
     from srflow_plugin.archs.srflow_arch import mixed_precision
 
     torch.set_num_threads(args.threads)
+    if args.keep_freed_memory:
+        keep_freed_memory()
     device = torch.device(args.device)
     runtime = _current_bytes(device)  # the interpreter, torch and its libraries: no tensor of this run yet
     torch.manual_seed(0)
@@ -160,18 +163,23 @@ def main(argv=None):
     parser.add_argument('--float64_reference', action='store_true',
                         help='also the first step\'s gradients in float64: each path\'s distance from them, the plain '
                         'float32 path included (float32 rounding itself)')
+    parser.add_argument('--keep_freed_memory', action='store_true',
+                        help='time the steps as srflow-train runs them: freed memory kept for reuse (no page faults); '
+                        'the memory columns then show what the allocator keeps, not the live tensors')
     parser.add_argument('--threads', type=int, default=torch.get_num_threads())
     parser.add_argument('--device', default='cpu')
     args = parser.parse_args(argv)
     scale = RELEASED_CONFIGS[args.preset]['scale']
     if args.patch % (2 * scale):
         raise SystemExit(f'--patch {args.patch} is not a multiple of 2 x scale = {2 * scale}')
-    # large blocks straight back to the system when freed, so that resident memory follows live tensors
-    os.environ.setdefault('MALLOC_MMAP_THRESHOLD_', '65536')
+    if not args.keep_freed_memory:
+        # large blocks straight back to the system when freed, so that resident memory follows live tensors (this
+        # costs page faults: --keep_freed_memory times the steps without them)
+        os.environ.setdefault('MALLOC_MMAP_THRESHOLD_', '65536')
 
     print(f'{args.preset}, batch {args.batch} x {args.patch}x{args.patch} GT, encoder '
           f'{"frozen" if args.frozen_encoder else "trained"}, {args.threads} threads on {args.device}; '
-          'one process per path')
+          'one process per path' + ('; freed memory kept' if args.keep_freed_memory else ''))
     if args.activations_only:
         sizes = saved_activations(args)
         for path, size in sizes.items():

@@ -45,7 +45,7 @@ FLOW = dict(type='CouplingFlowNet', scale=SCALE, in_channels=3, num_couplings=10
             cond_channels=8, cond_hidden=16)
 DISCRIMINATOR = dict(type='VGGStyleDiscriminator', num_in_ch=3, num_feat=16, input_size=128)
 TEMPERATURES = [0.0, 0.5, 0.8, 1.0]
-ITERS = {'SR (no GAN)': 1000, 'SRGAN': 400, 'Flow': 2000}
+ITERS = {'SR (no GAN)': 3000, 'SRGAN': 1200, 'Flow': 6000}
 QUICK_ITERS = {'SR (no GAN)': 6, 'SRGAN': 4, 'Flow': 6}
 
 
