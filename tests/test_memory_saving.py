@@ -82,6 +82,27 @@ def test_memory_saving_keeps_a_fraction_of_the_activations(trained):
     assert saving < 0.25 * plain, (saving, plain)
 
 
+def test_backward_runs_each_coupling_sub_network_once_for_the_inverse_and_the_recomputation(trained):
+    net, (gt, lq) = trained
+    couplings = [m.coupling.net for m in net.modules() if isinstance(m, FlowStep) and m.conditional]
+    calls = []
+    hooks = [c.register_forward_hook(lambda module, args, out: calls.append(module)) for c in couplings]
+    try:
+        counts = {}
+        for memory_saving in (False, True):
+            calls.clear()
+            net.memory_saving = memory_saving
+            net.zero_grad()
+            net.encode(gt, lq)[1].mean().backward()
+            counts[memory_saving] = len(calls)
+    finally:
+        net.memory_saving = False
+        for hook in hooks:
+            hook.remove()
+    assert counts[False] == len(couplings)  # the forward pass
+    assert counts[True] == 2 * len(couplings)  # + one evaluation in backward, shared by inverse and recomputation
+
+
 def test_generic_chain_gives_input_condition_and_parameter_gradients_of_the_plain_loop():
     # float64: the reconstruction is exact up to rounding, so the gradients agree to ~1e-12 on any CPU (in float32
     # the plain loop's own rounding, which varies with the CPU's kernels, is ~1e-4 for the smallest gradients)

@@ -343,6 +343,23 @@ class ConditionalAffineCoupling(nn.Module):
         return torch.cat([z1, z2 / scale - h[:, :c]], 1)
 
 
+class _SharedEvaluation(torch.autograd.Function):
+    """An output computed earlier, in a graph of its own from leaf tensors, placed in another graph at ``inputs``
+    (tensors equal to those leaves, one for one): the gradient reaching the output goes through its own graph
+    once, and what reaches each leaf continues at the matching input. ``evaluated`` = (output, leaves)."""
+
+    @staticmethod
+    def forward(ctx, evaluated, *inputs):
+        ctx.out, ctx.leaves = evaluated
+        return ctx.out.detach().clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        wanted = [leaf for leaf in ctx.leaves if leaf.requires_grad]
+        found = iter(torch.autograd.grad(ctx.out, wanted, grad, allow_unused=True))
+        return (None, ) + tuple(next(found) if leaf.requires_grad else None for leaf in ctx.leaves)
+
+
 class FlowStep(nn.Module):
     """ActNorm -> invertible 1x1 conv -> [affine injector -> conditional affine coupling].
 
@@ -392,6 +409,44 @@ class FlowStep(nn.Module):
             y, layer_logdet = layer.inverse(y, layer_cond)
             logdet = logdet + layer_logdet
         return y, logdet
+
+    def reconstruct(self, y, cond, input_grad):
+        """Memory-saving backward's work for this step in one pass (see ``invertible_backprop``): the input x from
+        the output y, and the output and log-det recomputed from x with their graph. The coupling's sub-network
+        runs once for both: its input, the first half of y, is the same before and after the coupling, so it runs
+        on a leaf copy of it, and its output serves the inverse and, through :class:`_SharedEvaluation`, the
+        recomputed graph.
+
+        Args:
+            y (Tensor): The step's output.
+            cond (tuple): The prepared condition (:meth:`prepare_condition`).
+            input_grad (bool): Whether the returned x requires a gradient.
+
+        Returns:
+            tuple | None: (x, out, logdet) with x a leaf; None for a plain step (nothing to share).
+        """
+        if not self.conditional or cond is None or torch.is_tensor(cond):
+            return None
+        k = self.coupling.num_kept
+        z1 = y[:, :k].detach().requires_grad_()
+        cond_term = cond[1].detach().requires_grad_(cond[1].requires_grad)  # its own graph: f's inputs are leaves
+        h = self.coupling.net(z1, cond_term)
+        shift, scale = affine_params(h.detach())
+        with torch.no_grad():
+            x = torch.cat([y[:, :k], y[:, k:] / scale - shift], 1)
+            for layer, layer_cond in ((self.injector, cond[0]), (self.invconv, None), (self.actnorm, None)):
+                x = layer.inverse(x, layer_cond)[0]
+        x = x.detach().requires_grad_(input_grad)
+        h_in, logdet = x, 0
+        for layer, layer_cond in ((self.actnorm, None), (self.invconv, None), (self.injector, cond[0])):
+            h_in, layer_logdet = layer(h_in, layer_cond)
+            logdet = logdet + layer_logdet
+        z1_graph = h_in[:, :k]
+        params = [p for p in self.coupling.net.parameters() if p.requires_grad]
+        shared = _SharedEvaluation.apply((h, [z1, cond_term] + params), z1_graph, cond[1], *params)
+        shift, scale = affine_params(shared)
+        out = torch.cat([z1_graph, (h_in[:, k:] + shift) * scale], 1)
+        return x, out, logdet + torch.log(scale).flatten(1).sum(1)
 
     def reverse(self, y, cond=None):
         """``inverse(y, cond)[0]`` with less work, for sampling in eval mode (train mode runs :meth:`inverse`, whose

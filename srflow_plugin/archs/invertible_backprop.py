@@ -13,7 +13,9 @@ DistributedDataParallel sees them in the graph like on the plain path. The autoc
 restored for the recomputation. A layer with a ``prepare_condition(cond)`` method (the part that depends on
 ``cond`` alone) prepares it once per backward, for its inverse and its recomputation. Layers must be deterministic, and invertible in the mode they run in (a layer
 whose inverse depends on batch statistics must store them; ActNorm's data-dependent initialisation runs during
-the forward pass and is not repeated).
+the forward pass and is not repeated). A layer with ``reconstruct(y, cond, input_grad) -> (x, out, logdet)`` (or
+None) does its inverse and its recomputation in one pass, sharing what both need: ``FlowStep`` evaluates its
+coupling's sub-network once for both, since that sub-network's input is the same before and after the coupling.
 """
 import torch
 
@@ -42,6 +44,13 @@ def run_invertible_chain(layers, x, cond=None, memory_saving=False):
                 seen.add(id(param))
                 params.append(param)
     return _InvertibleChain.apply(tuple(layers), x, cond, *params)
+
+
+def _grads(outputs, inputs, grads_out):
+    """Gradients of ``outputs`` for each of ``inputs`` (None where one does not depend on it)."""
+    if not (inputs and outputs):
+        return [None] * len(inputs)
+    return list(torch.autograd.grad(outputs, inputs, grads_out, allow_unused=True))
 
 
 def _autocast_state(device_type):
@@ -81,21 +90,27 @@ class _InvertibleChain(torch.autograd.Function):
             if cond_leaf is not None and hasattr(layer, 'prepare_condition'):
                 with torch.enable_grad(), autocast:  # once for the inverse and the recomputation
                     layer_cond = layer.prepare_condition(cond_leaf)
-            with torch.no_grad(), autocast:
-                x = layer.inverse(y, layer_cond)[0]
             need_x_grad = position > 0 or ctx.needs_input_grad[1]
-            x = x.detach().requires_grad_(need_x_grad)
+            fused = None
+            if hasattr(layer, 'reconstruct'):  # inverse and recomputation sharing work
+                with torch.enable_grad(), autocast:
+                    fused = layer.reconstruct(y, layer_cond, need_x_grad)
+            if fused is not None:
+                x, out, logdet = fused
+            else:
+                with torch.no_grad(), autocast:
+                    x = layer.inverse(y, layer_cond)[0]
+                x = x.detach().requires_grad_(need_x_grad)
+                with torch.enable_grad(), autocast:
+                    out, logdet = layer(x, layer_cond)
             layer_params = [p for p in layer.parameters() if id(p) in index_of]
-            with torch.enable_grad(), autocast:
-                out, logdet = layer(x, layer_cond)
             inputs = ([x] if need_x_grad else []) + ([cond_leaf] if cond_needs_grad else []) + layer_params
             outputs, grads_out = [], []
             for tensor, grad in ((out, grad_out), (logdet, grad_logdet)):
                 if torch.is_tensor(tensor) and tensor.requires_grad:
                     outputs.append(tensor)
                     grads_out.append(grad.expand_as(tensor) if grad is not None else torch.zeros_like(tensor))
-            grads = list(torch.autograd.grad(outputs, inputs, grads_out, allow_unused=True)) if inputs and outputs \
-                else [None] * len(inputs)
+            grads = _grads(outputs, inputs, grads_out)
             grad_out = grads.pop(0) if need_x_grad else None
             if cond_needs_grad:
                 grad = grads.pop(0)
