@@ -5,10 +5,10 @@ trained on are seen again, for up to a whole epoch) and re-seeds every generator
 a resumed run does not continue the way the interrupted one would have. :class:`TrainingPosition` records, in each
 training state, how many samples of the current epoch were consumed and the state of Python's, NumPy's and
 torch's generators; on resume the epoch's sampler skips the consumed samples and the generators are restored
-right after the data loader is re-created (which draws a seed of its own). With ``num_worker_per_gpu: 0`` a
-killed and resumed run then gives exactly the weights of an uninterrupted one. With loader workers the batches
-are still the same, but the workers' random augmentations restart; under DDP the data position is restored and
-each rank keeps its own freshly seeded generators (the state holds rank 0's only).
+right after the data loader is re-created (which draws a seed of its own). With ``num_worker_per_gpu: 0`` and the
+default CPU prefetcher, a killed and resumed run then gives exactly the weights of an uninterrupted one. With
+loader workers the batches are still the same, but the workers' random augmentations restart; under DDP the data
+position is restored and each rank keeps its own freshly seeded generators (the state holds rank 0's only).
 
 The plugin's training entry point (``srflow_plugin.train``) installs this into BasicSR's loop; BasicSR's own
 ``basicsr/train.py`` keeps its behaviour (states saved by it hold no position and resume as BasicSR does).
