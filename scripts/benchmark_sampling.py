@@ -67,22 +67,27 @@ def main(argv=None):
             fn()  # warm-up (and the 1x1 convolutions' cached inverses)
             seconds[name] = timed(lambda: outputs.__setitem__(name, fn()), device, args.repeat)
 
+    def re_encode():
+        return torch.cat([net.decode(lq, latents=z) for z in one])
+
+    def reused_one_by_one():
+        cond = net.condition(lq)
+        return torch.cat([net.decode(cond=cond, latents=z) for z in one])
+
+    def reused_batch():
+        return net.decode(cond=net.condition(lq), latents=latents)
+
     with torch.inference_mode():
-        run('re-encode per sample, old inverse', lambda: torch.cat([net.decode(lq, latents=z) for z in one]),
-            old_inverse)
-        run('re-encode per sample', lambda: torch.cat([net.decode(lq, latents=z) for z in one]))
-        run('reused, one by one, old inverse',
-            lambda: (lambda c: torch.cat([net.decode(cond=c, latents=z) for z in one]))(net.condition(lq)),
-            old_inverse)
-        run('reused, one by one', lambda: (lambda c: torch.cat([net.decode(cond=c, latents=z) for z in one]))(
-            net.condition(lq)))
-        run(f'reused, batch of {n}', lambda: net.decode(cond=net.condition(lq), latents=latents))
+        run('re-encode per sample, old inverse', re_encode, old_inverse)
+        run('re-encode per sample', re_encode)
+        run('reused, one by one, old inverse', reused_one_by_one, old_inverse)
+        run('reused, one by one', reused_one_by_one)
+        run(f'reused, batch of {n}', reused_batch)
         kept = keep_freed_memory()
         if kept:
-            run('reused, one by one, memory kept', lambda: (lambda c: torch.cat(
-                [net.decode(cond=c, latents=z) for z in one]))(net.condition(lq)))
-            run(f'reused, batch of {n}, memory kept', lambda: net.decode(cond=net.condition(lq), latents=latents))
-            run('re-encode per sample, memory kept', lambda: torch.cat([net.decode(lq, latents=z) for z in one]))
+            run('reused, one by one, memory kept', reused_one_by_one)
+            run(f'reused, batch of {n}, memory kept', reused_batch)
+            run('re-encode per sample, memory kept', re_encode)
         condition_time = timed(lambda: net.condition(lq), device, 1)
         hr_pixels = (size * net.scale)**2
         stored_bytes = _bytes(net.condition(lq).level_conds) / hr_pixels

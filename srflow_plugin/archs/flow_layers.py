@@ -323,15 +323,21 @@ class ConditionalAffineCoupling(nn.Module):
     def _shift_scale(self, z1, cond):
         return affine_params(self.net(z1, cond))
 
-    def forward(self, x, cond):
+    def couple(self, x, shift, scale):
+        """The coupling with given (shift, scale) of the kept half: (y, logdet)."""
         z1, z2 = x[:, :self.num_kept], x[:, self.num_kept:]
-        shift, scale = self._shift_scale(z1, cond)
         return torch.cat([z1, (z2 + shift) * scale], 1), torch.log(scale).flatten(1).sum(1)
 
-    def inverse(self, y, cond):
+    def uncouple(self, y, shift, scale):
+        """The inverse of :meth:`couple`: (x, -logdet)."""
         z1, z2 = y[:, :self.num_kept], y[:, self.num_kept:]
-        shift, scale = self._shift_scale(z1, cond)
         return torch.cat([z1, z2 / scale - shift], 1), -torch.log(scale).flatten(1).sum(1)
+
+    def forward(self, x, cond):
+        return self.couple(x, *self._shift_scale(x[:, :self.num_kept], cond))
+
+    def inverse(self, y, cond):
+        return self.uncouple(y, *self._shift_scale(y[:, :self.num_kept], cond))
 
     def reverse(self, y, cond):
         """The inverse's output alone (sampling): folded sub-network whose shift and scale channels come out as two
@@ -431,22 +437,20 @@ class FlowStep(nn.Module):
         z1 = y[:, :k].detach().requires_grad_()
         cond_term = cond[1].detach().requires_grad_(cond[1].requires_grad)  # its own graph: f's inputs are leaves
         h = self.coupling.net(z1, cond_term)
-        shift, scale = affine_params(h.detach())
+        before_coupling = self._layers(cond)[:-1]  # ActNorm, 1x1 convolution, injector
         with torch.no_grad():
-            x = torch.cat([y[:, :k], y[:, k:] / scale - shift], 1)
-            for layer, layer_cond in ((self.injector, cond[0]), (self.invconv, None), (self.actnorm, None)):
+            x = self.coupling.uncouple(y, *affine_params(h.detach()))[0]
+            for layer, layer_cond in reversed(before_coupling):
                 x = layer.inverse(x, layer_cond)[0]
         x = x.detach().requires_grad_(input_grad)
         h_in, logdet = x, 0
-        for layer, layer_cond in ((self.actnorm, None), (self.invconv, None), (self.injector, cond[0])):
+        for layer, layer_cond in before_coupling:
             h_in, layer_logdet = layer(h_in, layer_cond)
             logdet = logdet + layer_logdet
-        z1_graph = h_in[:, :k]
         params = [p for p in self.coupling.net.parameters() if p.requires_grad]
-        shared = _SharedEvaluation.apply((h, [z1, cond_term] + params), z1_graph, cond[1], *params)
-        shift, scale = affine_params(shared)
-        out = torch.cat([z1_graph, (h_in[:, k:] + shift) * scale], 1)
-        return x, out, logdet + torch.log(scale).flatten(1).sum(1)
+        shared = _SharedEvaluation.apply((h, [z1, cond_term] + params), h_in[:, :k], cond[1], *params)
+        out, coupling_logdet = self.coupling.couple(h_in, *affine_params(shared))
+        return x, out, logdet + coupling_logdet
 
     def reverse(self, y, cond=None):
         """``inverse(y, cond)[0]`` with less work, for sampling in eval mode (train mode runs :meth:`inverse`, whose

