@@ -20,6 +20,8 @@ import difflib
 import math
 from collections import OrderedDict, namedtuple
 
+from srflow_plugin.utils.paths import path_component
+
 Option = namedtuple('Option', ['default', 'owner', 'doc', 'check'])
 Section = namedtuple('Section', ['keys', 'closed', 'doc'])
 
@@ -86,6 +88,25 @@ def list_of(item_check, min_len=1, length=None):
             item_check(f'{key}[]', item)
 
     return check
+
+
+def heat_list(key, value):
+    """Temperatures >= 0 that differ as written in sample file names (0.5 and 0.50 would write the same files)."""
+    list_of(number(low=0))(key, value)
+    from srflow_plugin.utils.sampling import temperature_tag
+    tags = [temperature_tag(t) for t in value]
+    if len(set(tags)) < len(tags):
+        raise _fail(key, value, f'repeats a temperature as written in file names ({" ".join(tags)}): the samples '
+                    'would overwrite each other')
+
+
+def file_name(key, value):
+    """A non-empty string that is one file name (it becomes part of an output path)."""
+    text(key, value)
+    try:
+        path_component(value, f"Option '{key}'")
+    except ValueError as error:
+        raise OptionError(str(error)) from error
 
 
 def loss_options(key, value):
@@ -222,7 +243,7 @@ SCHEMA = OrderedDict([
     ), True, 'Spike guard and recovery (docs/robustness.md).')),
     ('val', Section(OrderedDict(
         heats=Option(VAL_HEATS, PLUGIN, 'Temperatures tau at which samples are drawn and metrics computed. '
-                     'Metric keys get the suffix `_t<tau>` (e.g. `psnr_t0.75`).', list_of(number(low=0))),
+                     'Metric keys get the suffix `_t<tau>` (e.g. `psnr_t0.75`).', heat_list),
         n_sample=Option(3, PLUGIN, 'Samples per image and heat (tau = 0 is deterministic: one sample).',
                         number(low=1, integer=True)),
         seed=Option(0, PLUGIN, 'Base seed of the sampling noise; each image gets its own generator seeded '
@@ -249,7 +270,7 @@ SCHEMA = OrderedDict([
         metrics=Option(None, BASICSR, 'BasicSR metric options, e.g. `psnr: {type: calculate_psnr, '
                        'crop_border: 4}`; `better: lower` for LPIPS. Each is computed at every heat.', mapping),
         pbar=Option(False, BASICSR, 'Show a progress bar.', boolean),
-        suffix=Option(None, BASICSR, 'Suffix of saved image names in testing.', text),
+        suffix=Option(None, BASICSR, 'Suffix of saved image names in testing.', file_name),
     ), True, 'Validation (training) and testing.')),
     ('path', Section(OrderedDict(
         pretrain_network_rrdb=Option(None, PLUGIN, 'Pretrained LR encoder (BasicSR RRDBNet/SRFlowRRDBNet '

@@ -22,7 +22,7 @@ DESCRIPTION = ('Test a trained SRFlow model with BasicSR\'s test pipeline: sampl
 def main(argv=None):
     command_line('srflow-test', DESCRIPTION, training=False).parse_args(sys.argv[1:] if argv is None else argv)
     keep_freed_memory()  # fewer page faults (srflow_plugin/utils/allocator.py)
-    basicsr_test.parse_options = checked_parse_options(parse_options)
+    basicsr_test.parse_options = checked_parse_options(parse_options, 'srflow-test')
     basicsr_test.test_pipeline(osp.abspath(os.getcwd()))
 
 

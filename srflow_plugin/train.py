@@ -80,7 +80,7 @@ def _exact_resume():
 def train_pipeline(root_path):
     """BasicSR's training pipeline with the device-agnostic, exact resume."""
     basicsr_train.load_resume_state = load_resume_state
-    basicsr_train.parse_options = checked_parse_options(parse_options)
+    basicsr_train.parse_options = checked_parse_options(parse_options, 'srflow-train')
     _exact_resume()
     basicsr_train.train_pipeline(root_path)
 

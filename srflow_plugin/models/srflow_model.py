@@ -372,7 +372,8 @@ class SRFlowModel(BaseModel):
 
     @master_only
     def save_network(self, net, net_label, current_iter, param_key='params'):
-        """As BaseModel's, but written atomically (a killed run leaves no half-written file)."""
+        """As BaseModel's, but written atomically (a killed run leaves no half-written file) and with the options
+        that decide the layout (``network_g``), which loading compares with its own options."""
         label = 'latest' if current_iter == -1 else current_iter
         nets = net if isinstance(net, list) else [net]
         keys = param_key if isinstance(param_key, list) else [param_key]
@@ -380,6 +381,7 @@ class SRFlowModel(BaseModel):
         for net_, key in zip(nets, keys):
             state_dict = self.get_bare_model(net_).state_dict()
             save_dict[key] = OrderedDict((k, v.cpu()) for k, v in strip_module_prefix(state_dict).items())
+        save_dict['network_g'] = deepcopy(self.opt['network_g'])  # the layout, checked when the file is loaded
         atomic_save(save_dict, osp.join(self.opt['path']['models'], f'{net_label}_{label}.pth'))
 
     @master_only

@@ -3,8 +3,12 @@
 Importing ``srflow_plugin`` (which the start-up hook does right after ``basicsr`` is imported, so this also holds
 for BasicSR's own ``basicsr/train.py`` and ``basicsr/test.py``) calls :func:`install`, which
 
-- makes BasicSR parse option files with a *safe* YAML loader (mappings still ordered): a tag such as
-  ``!!python/object/apply:os.system`` is an error instead of running code;
+- makes BasicSR parse option files with the plugin's *safe* YAML loader (:mod:`srflow_plugin.utils.option_file`;
+  mappings still ordered): a tag such as ``!!python/object/apply:os.system`` is an error instead of running code,
+  and so are duplicate keys, alias bombs and documents that are not a mapping;
+- makes ``BaseModel.load_network`` (``path.pretrain_network_g`` of every BasicSR model) read with
+  ``torch.load(weights_only=True)`` on every supported torch, also under ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``, and
+  refuse non-finite weights (``utils.checkpoint.load_network_weights_only``);
 - lets ``torch.load(weights_only=True)`` read BasicSR training states: they hold a ``collections.Counter``
   (MultiStepLR's milestones), the only non-tensor class they need;
 - makes ``--launcher pytorch`` work on machines without CUDA: BasicSR divides by the number of GPUs and asks for
@@ -23,19 +27,16 @@ _INSTALLED = False
 
 
 def safe_ordered_yaml():
-    """(Loader, Dumper) like ``basicsr.utils.options.ordered_yaml``, with a loader that builds plain data only."""
+    """(Loader, Dumper) like ``basicsr.utils.options.ordered_yaml``, with the plugin's option loader
+    (:class:`~srflow_plugin.utils.option_file.OptionLoader`: plain data only, ordered mappings; duplicate keys, alias
+    bombs and documents that are not a mapping are refused)."""
     from collections import OrderedDict
 
-    base = getattr(yaml, 'CSafeLoader', yaml.SafeLoader)
+    from srflow_plugin.utils.option_file import OptionLoader
 
-    class SafeOrderedLoader(base):
-        """yaml's safe loader with mappings read as OrderedDict (as BasicSR expects)."""
-
-    SafeOrderedLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-                                      lambda loader, node: OrderedDict(loader.construct_pairs(node)))
     dumper = getattr(yaml, 'CDumper', yaml.Dumper)
     dumper.add_representer(OrderedDict, lambda d, data: d.represent_dict(data.items()))
-    return SafeOrderedLoader, dumper
+    return OptionLoader, dumper
 
 
 def _init_dist_pytorch(backend='nccl', **kwargs):
@@ -55,8 +56,12 @@ def install():
     global _INSTALLED
     if _INSTALLED:
         return
+    from basicsr.models.base_model import BaseModel
     from basicsr.utils import dist_util, options
+
+    from srflow_plugin.utils.checkpoint import load_network_weights_only
     options.ordered_yaml = safe_ordered_yaml
+    BaseModel.load_network = load_network_weights_only
     dist_util._init_dist_pytorch = _init_dist_pytorch
     torch.serialization.add_safe_globals([collections.Counter])
     _INSTALLED = True
