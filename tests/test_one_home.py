@@ -94,14 +94,15 @@ def test_non_finite_or_negative_temperatures_are_refused(pair, tmp_path, capsys,
 
 def test_samples_with_non_finite_pixels_are_counted_listed_and_left_out_of_measuring(pair, tmp_path, monkeypatch,
                                                                                         capsys):
-    real = sample_tool.sample_image
+    real = sample_tool.iter_samples
 
     def poisoned(*args, **kwargs):
-        samples = real(*args, **kwargs)
-        samples[(0.8, 1)][..., :2, :3] = float('nan')
-        return samples
+        for key, sample in real(*args, **kwargs):
+            if key == (0.8, 1):
+                sample[..., :2, :3] = float('nan')
+            yield key, sample
 
-    monkeypatch.setattr(sample_tool, 'sample_image', poisoned)
+    monkeypatch.setattr(sample_tool, 'iter_samples', poisoned)
     sample_tool.main(['-i', str(pair / 'lr'), '-c', str(pair / 'tiny.pth'), '-o', str(tmp_path / 'out'),
                       '--temperatures', '0.8', '--num_samples', '2'])
     err = capsys.readouterr().err
@@ -113,7 +114,7 @@ def test_samples_with_non_finite_pixels_are_counted_listed_and_left_out_of_measu
     assert rows[0]['samples'] == 1 and rows[0]['nonfinite'] == 1 and rows[1]['nonfinite'] == 1
     assert 'left out of the metrics: ' + str(tmp_path / 'out' / '0801_t0.8_s1.png') in capsys.readouterr().err
     # a re-run that writes the file finite again takes it off the list
-    monkeypatch.setattr(sample_tool, 'sample_image', real)
+    monkeypatch.setattr(sample_tool, 'iter_samples', real)
     sample_tool.main(['-i', str(pair / 'lr'), '-c', str(pair / 'tiny.pth'), '-o', str(tmp_path / 'out'),
                       '--temperatures', '0.8', '--num_samples', '2'])
     assert not (tmp_path / 'out' / 'nonfinite.tsv').exists()
@@ -187,14 +188,14 @@ def test_measure_names_a_truncated_sr_file(pair, tmp_path):
 def test_srflow_sample_checks_that_it_can_write_before_computing(pair, tmp_path, monkeypatch):
     (tmp_path / 'ro').mkdir()
     os.chmod(tmp_path / 'ro', 0o500)
-    monkeypatch.setattr(sample_tool, 'sample_image', lambda *a, **k: pytest.fail('sampled before the check'))
+    monkeypatch.setattr(sample_tool, 'iter_samples', lambda *a, **k: pytest.fail('sampled before the check'))
     with pytest.raises(OSError, match=str(tmp_path / 'ro')):
         sample_tool.main(['-i', str(pair / 'lr'), '-c', str(pair / 'tiny.pth'), '-o', str(tmp_path / 'ro' / 'o')])
 
 
 def test_srflow_sample_checks_the_output_before_computing_even_as_root(pair, tmp_path, monkeypatch):
     (tmp_path / 'file').write_text('a file where the output folder should be')
-    monkeypatch.setattr(sample_tool, 'sample_image', lambda *a, **k: pytest.fail('sampled before the check'))
+    monkeypatch.setattr(sample_tool, 'iter_samples', lambda *a, **k: pytest.fail('sampled before the check'))
     with pytest.raises(OSError, match=r'Cannot write to .*file'):
         sample_tool.main(['-i', str(pair / 'lr'), '-c', str(pair / 'tiny.pth'), '-o', str(tmp_path / 'file')])
 

@@ -209,6 +209,7 @@ def prepare(input_folder,
         for target in targets:  # no partial output: a re-run needs no --overwrite
             if osp.isdir(target):
                 shutil.rmtree(target)
+            mark_owned(target, COMMAND, owned_now=False)
         raise
     return outputs
 

@@ -17,7 +17,10 @@ smaller overlap trades exactness at the tile seams for speed. Grids go to ``<out
 :mod:`srflow_plugin.utils.sampling`, as validation's do: the same seed gives the same picture in both.
 
 Checked before any sampling: the temperatures are finite, every input image can be read (and is at least 2x2), the
-output folders can be written. A sample with non-finite pixels (too high a temperature for the model) is still
+output folders neither are, contain nor lie inside the input or the GT, nor inside each other
+(:mod:`srflow_plugin.utils.paths`), every GT of a grid exists and fits, the output folders can be written. Samples
+are written as they are decoded, a bounded batch at a time (:func:`iter_samples`): memory does not grow with
+``--num_samples``. A sample with non-finite pixels (too high a temperature for the model) is still
 written (NaN as black), but counted, warned about per image and temperature, listed in ``<out>/nonfinite.tsv``
 (``srflow-measure`` leaves those files out) and summed up at the end.
 """
@@ -35,6 +38,7 @@ from srflow_plugin.tools.command import HelpFormatter, console_command
 from srflow_plugin.tools.grid import bicubic_upscale, make_grid, nearest_upscale
 from srflow_plugin.tools.tiling import decode_tiled, tile_boxes
 from srflow_plugin.utils.checkpoint import load_srflow
+from srflow_plugin.utils.paths import check_outputs
 from srflow_plugin.utils.image import (IMG_EXTENSIONS, NONFINITE_REPORT, check_writable, crop_gt_to_sr, list_images,
                                        nonfinite_pixels, read_image, record_nonfinite, to_image, to_tensor, write_image)
 from srflow_plugin.utils.sampling import (draw_noise, image_generator, output_name, output_names, sample_keys, scaled,
@@ -43,6 +47,44 @@ from srflow_plugin.utils.sampling import (draw_noise, image_generator, output_na
 __all__ = ['main', 'cli', 'sample_image', 'sample_grid', 'find_gt']
 
 MIN_LR_SIZE = 2  # the flow's first squeeze needs 2x2 LR pixels
+
+
+# outputs decoded together (their latents and float images in memory at once): at most this many bytes of them, and
+# at least one output; a 40x40 LR image at x4 gives batches of 64, a 1500x1500 one single outputs
+SAMPLE_BATCH_BYTES = 256 * 2**20
+MAX_SAMPLE_BATCH = 64
+
+
+def sample_batch_size(lq_shape, scale):
+    """How many outputs :func:`iter_samples` decodes at once for an LR image of shape [1, C, h, w]."""
+    out_bytes = 2 * 4 * lq_shape[-3] * lq_shape[-2] * lq_shape[-1] * scale**2  # its latents and its float image
+    return max(1, min(MAX_SAMPLE_BATCH, SAMPLE_BATCH_BYTES // out_bytes))
+
+
+@torch.no_grad()
+def iter_samples(net, lq, temperatures, num_samples, generator, tile=None, tile_overlap=0):
+    """Yields ``((temperature, sample), HR image)`` for every output of :func:`sample_image`, a bounded batch at a
+    time (:func:`sample_batch_size`): memory does not grow with ``num_samples``. Sample ``k`` is the ``k``-th draw
+    of ``generator`` at every temperature, as in :func:`sample_image`; outputs come sample by sample."""
+    device = next(net.parameters()).device
+    keys = sample_keys(temperatures, num_samples)
+    per_batch = sample_batch_size(lq.shape, net.scale)
+    cond = None if tile else net.condition(lq.to(device))
+    ordered = sorted(keys, key=lambda key: (key[1], key[0]))  # sample by sample
+    noise = {}  # sample -> its unit latents, while a batch needs them
+    for start in range(0, len(ordered), per_batch):
+        batch = ordered[start:start + per_batch]
+        for _, s in batch:
+            if s not in noise:  # draws come in order: sample s is the s-th draw of the generator
+                noise[s] = draw_noise(net, *lq.shape[-2:], 1, generator)[0]
+        latents = [scaled(noise[s], t) for t, s in batch]
+        if tile:
+            outputs = decode_tiled(net, lq, latents, tile, tile_overlap)
+        else:
+            outputs = [net.decode(cond=cond, latents=[z.to(device) for z in lat]).cpu() for lat in latents]
+        done = max(s for _, s in batch)
+        noise = {s: z for s, z in noise.items() if s >= done}
+        yield from zip(batch, outputs)
 
 
 @torch.no_grad()
@@ -54,7 +96,8 @@ def sample_image(net, lq, temperatures, num_samples, generator, tile=None, tile_
     ``generator`` (:mod:`srflow_plugin.utils.sampling`, as validation draws them): the samples of all temperatures
     share their noise, and a sample does not depend on which other temperatures are asked for. The latents are
     drawn for the whole image (so tiled and untiled sampling give the same pictures when the overlap covers the
-    receptive field); the LR image is encoded once (once per tile when tiled) and shared by all samples.
+    receptive field); the LR image is encoded once (once per tile and batch when tiled) and shared by all samples.
+    ``srflow-sample`` streams the same outputs to disk with :func:`iter_samples` instead of keeping them all.
 
     Args:
         net (SRFlowNet): The network.
@@ -67,16 +110,10 @@ def sample_image(net, lq, temperatures, num_samples, generator, tile=None, tile_
 
     Returns:
         dict[(float, int), Tensor]: (temperature, sample) -> HR image [1, C, H, W] on the CPU (not clamped);
-        temperature 0 has the one key (0.0, 0).
+        temperature 0 has the one key (0.0, 0), in the order of :func:`~srflow_plugin.utils.sampling.sample_keys`.
     """
-    device = next(net.parameters()).device
-    keys = sample_keys(temperatures, num_samples)
-    noise = draw_noise(net, *lq.shape[-2:], max(s for _, s in keys) + 1, generator)
-    latents = [scaled(noise[s], t) for t, s in keys]
-    if tile:
-        return dict(zip(keys, decode_tiled(net, lq, latents, tile, tile_overlap)))
-    cond = net.condition(lq.to(device))
-    return {key: net.decode(cond=cond, latents=[z.to(device) for z in lat]).cpu() for key, lat in zip(keys, latents)}
+    outputs = dict(iter_samples(net, lq, temperatures, num_samples, generator, tile, tile_overlap))
+    return {key: outputs[key] for key in sample_keys(temperatures, num_samples)}
 
 
 def mode_image(net, lq, tile=None, tile_overlap=0):
@@ -163,22 +200,29 @@ def main(argv=None):
     images = list_images(args.input)
     for path in images:  # a broken input is an error before anything is computed or written
         read_image(path, min_size=MIN_LR_SIZE)
+    grid_dir = (args.grid_dir or osp.abspath(args.output) + '_grids') if args.grid else None
+    check_outputs({'-o': args.output, '--grid_dir': grid_dir}, {'-i': args.input, '--gt': args.gt})
     net = load_srflow(args.checkpoint, args.opt, args.device)
     names = output_names(images, net.scale)
-    grid_dir = args.grid_dir or args.output.rstrip('/\\') + '_grids'
+    if args.gt:  # a missing or misfitting GT is an error now, not after the sampling
+        for path, name in zip(images, names):
+            lq_h, lq_w = read_image(path).shape[:2]
+            find_gt(args.gt, name, (lq_h * net.scale, lq_w * net.scale), net.scale)
     for folder in [args.output] + ([grid_dir] if args.grid else []):
         check_writable(folder)
     written, nonfinite = [], {}
     for path, name in tqdm(list(zip(images, names)), unit='image', desc='SRFlow sampling'):
         lq_img = read_image(path, min_size=MIN_LR_SIZE)
         lq = to_tensor(lq_img)
-        samples = sample_image(net, lq, args.temperatures, args.num_samples, image_generator(args.seed, name),
-                               args.tile, args.tile_overlap)
-        sample_imgs = {key: to_image(sr) for key, sr in samples.items()}
-        for (t, s), img in sample_imgs.items():
+        sample_imgs = {}  # 8-bit samples of this image, kept for its grid only
+        for (t, s), sr in iter_samples(net, lq, args.temperatures, args.num_samples, image_generator(args.seed, name),
+                                       args.tile, args.tile_overlap):
+            img = to_image(sr)
+            if args.grid:
+                sample_imgs[t, s] = img
             out = osp.join(args.output, output_name(name, t, s))
             write_image(img, out)
-            bad = nonfinite_pixels(samples[(t, s)])
+            bad = nonfinite_pixels(sr)
             record_nonfinite(out, bad)
             if bad:
                 nonfinite[name, t] = nonfinite.get((name, t), 0) + bad

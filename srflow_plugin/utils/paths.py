@@ -91,12 +91,22 @@ def _entries(manifest):
         return {tuple(line.rstrip('\n').split('\t', 1)) for line in f if '\t' in line}
 
 
-def mark_owned(path, command):
-    """Records in ``<parent folder>/.srflow-outputs`` that ``command`` wrote ``path`` (a file or folder)."""
-    manifest = _manifest(path)
-    entries = _entries(manifest) | {(command, osp.basename(_real(path)))}
+def _write_entries(manifest, entries):
+    if not entries:
+        if osp.isfile(manifest):
+            os.remove(manifest)
+        return
     with open(manifest, 'w', encoding='utf-8') as f:
         f.writelines(f'{c}\t{name}\n' for c, name in sorted(entries))
+
+
+def mark_owned(path, command, owned_now=True):
+    """Records in ``<parent folder>/.srflow-outputs`` that ``command`` wrote ``path`` (a file or folder); with
+    ``owned_now=False`` takes the record back (the output was removed), and the file with its last record."""
+    manifest = _manifest(path)
+    entry = (command, osp.basename(_real(path)))
+    entries = _entries(manifest)
+    _write_entries(manifest, entries | {entry} if owned_now else entries - {entry})
 
 
 def owned(path, command):
