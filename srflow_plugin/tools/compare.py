@@ -33,7 +33,6 @@ from os import path as osp
 import cv2
 import numpy as np
 import torch
-import yaml
 
 import srflow_plugin  # noqa: F401  (registers the archs; before basicsr: installs the torchvision shim)
 from basicsr.utils import imwrite
@@ -42,6 +41,8 @@ from srflow_plugin.tools.command import HelpFormatter, console_command
 from srflow_plugin.tools.grid import bicubic_upscale, make_grid, nearest_upscale
 from srflow_plugin.utils.checkpoint import checkpoint_params, load_weights, read_checkpoint, strip_module_prefix
 from srflow_plugin.utils.image import images_in, list_images, read_image, to_image, to_tensor
+from srflow_plugin.utils.option_file import read_option_file
+from srflow_plugin.utils.paths import check_outputs, path_component
 from srflow_plugin.utils.sampling import image_generator, output_name, output_names, temperature_of, temperature_tag
 from srflow_plugin.utils.table import write_csv
 
@@ -75,8 +76,7 @@ def parse_model(spec):
     if '=' not in spec:
         raise ValueError(f'--model {spec!r}: expected NAME=FOLDER or NAME=OPTIONS.yml[:CHECKPOINT]')
     name, target = spec.split('=', 1)
-    if not name or '/' in name:
-        raise ValueError(f'--model {spec!r}: the name must be non-empty and hold no "/"')
+    path_component(name, f'--model {spec!r}: NAME')  # it names the folder outputs/<NAME>
     if osp.isdir(target):
         return ModelSpec(name, folder=target)
     options, _, checkpoint = target.partition(':') if not osp.isfile(target) else (target, '', '')
@@ -95,8 +95,7 @@ def load_network(options, checkpoint=None, device='cpu'):
         tuple: (network, scale of the option file or None).
     """
     from basicsr.archs import build_network
-    with open(options, encoding='utf-8') as f:
-        opt = yaml.safe_load(f) or {}
+    opt = read_option_file(options)
     if not isinstance(opt.get('network_g'), dict):
         raise ValueError(f'Option file {options} has no network_g section')
     checkpoint = checkpoint or (opt.get('path') or {}).get('pretrain_network_g')
@@ -377,6 +376,9 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     models = [parse_model(spec) for spec in args.model]
+    inputs = {'--gt': args.gt, '--lr': args.lr}
+    inputs.update({f'--model {m.name}': [p for p in (m.folder, m.options, m.checkpoint) if p] for m in models})
+    check_outputs({'--out': args.out}, inputs)
     rows, folders = compare(models, args.gt, args.lr, args.out, args.scale, args.temperatures, args.samples,
                             args.crop_border, not args.no_lpips, not args.no_fid, seed=args.seed, device=args.device)
     table = write_outputs(rows, folders, args.out, args.gt, args.lr, args.scale, args.grid_images, args.crop,

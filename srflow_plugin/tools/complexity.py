@@ -30,6 +30,7 @@ import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
 from srflow_plugin.tools.command import HelpFormatter, console_command
+from srflow_plugin.utils.option_file import read_option_file
 
 __all__ = ['NetworkFigures', 'measure_network', 'parse_arch', 'option_networks', 'relative_gap', 'main', 'cli']
 
@@ -165,10 +166,9 @@ def parse_arch(spec):
 
 
 def option_networks(path):
-    """[(label, network option)] of every ``network_*`` of an option file (safe YAML)."""
+    """[(label, network option)] of every ``network_*`` of an option file (:mod:`srflow_plugin.utils.option_file`)."""
     try:
-        with open(path, encoding='utf-8') as f:
-            opt = yaml.safe_load(f)
+        opt = read_option_file(path)
     except OSError as error:
         raise FileNotFoundError(f'Cannot read option file {path}: {error}') from error
     nets = [(f'{path}:{key}', value) for key, value in (opt or {}).items()

@@ -40,6 +40,7 @@ from srflow_plugin.tools.command import HelpFormatter, console_command
 from srflow_plugin.tools.grid import make_grid
 from srflow_plugin.utils.checkpoint import atomic_save, load_srflow, read_checkpoint
 from srflow_plugin.utils.image import read_image, to_image, to_tensor, write_image
+from srflow_plugin.utils.paths import check_outputs
 from srflow_plugin.utils.sampling import draw_noise, image_generator, image_name, scaled
 
 __all__ = ['latent_strides', 'reconstruction_error', 'encode_image', 'save_latents', 'load_latents', 'box_cells',
@@ -344,8 +345,13 @@ def parse_args(argv=None):
     sweep.add_argument('--temperatures', type=float, nargs='+', default=SWEEP_TEMPERATURES)
     sweep.add_argument('--seed', type=int, default=0)
     args = parser.parse_args(argv)
-    if args.command == 'transfer' and args.mode == 'content' and args.box is None:
-        parser.error('transfer --mode content needs --box X Y W H')
+    if args.command == 'transfer' and args.mode == 'content':
+        if args.box is None:
+            parser.error('transfer --mode content needs --box X Y W H')
+        x, y, w, h = args.box
+        if x < 0 or y < 0 or w <= 0 or h <= 0:
+            parser.error(f'--box {x} {y} {w} {h}: X and Y must be >= 0 and W and H > 0 (an empty box would transfer '
+                         'nothing)')
     if args.command == 'sweep' and any(not math.isfinite(t) or t < 0 for t in args.temperatures):
         parser.error(f'--temperatures must be finite and >= 0, got {args.temperatures}')
     return args
@@ -353,6 +359,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    inputs = ('hr', 'lr', 'input', 'source', 'source_lr', 'target', 'target_lr')
+    check_outputs({'-o': args.output}, {f'--{key}': getattr(args, key, None) for key in inputs})
     net = load_srflow(args.checkpoint, args.opt, args.device)
     return {'encode': run_encode, 'transfer': run_transfer, 'sweep': run_sweep}[args.command](args, net)
 

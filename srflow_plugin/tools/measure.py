@@ -41,8 +41,9 @@ import srflow_plugin  # noqa: F401  (before basicsr: installs the torchvision sh
 from basicsr.metrics.psnr_ssim import calculate_psnr, calculate_ssim
 from srflow_plugin.metrics import FID, calculate_lr_psnr, diversity_score, get_lpips_model, lpips_distance
 from srflow_plugin.tools.command import HelpFormatter, console_command
-from srflow_plugin.utils.image import crop_gt_to_sr, images_in, read_image, read_nonfinite, to_tensor
-from srflow_plugin.utils.sampling import temperature_of, temperature_tag
+from srflow_plugin.utils.image import crop_gt_to_sr, images_in, is_image_file, read_image, read_nonfinite, to_tensor
+from srflow_plugin.utils.paths import check_outputs
+from srflow_plugin.utils.sampling import run_tag_of, temperature_of, temperature_tag
 from srflow_plugin.utils.table import write_csv as write_table
 
 # column -> (markdown header, decimals in the markdown table)
@@ -106,8 +107,19 @@ def select_temperature(groups, temperature=None):
         dict[str, list[str]]: GT stem -> its SR files of that temperature.
 
     Raises:
-        ValueError: without ``temperature``, naming the first image with several temperatures and them.
+        ValueError: naming the first image whose files come from several iterations or runs (validation's
+        ``<image>_<iter>_t<T>_s<k>``: they are not samples of one model), or, without ``temperature``, the first
+        image with several temperatures and them.
     """
+    runs = {stem: sorted({run_tag_of(p, stem) for p in paths} - {None}) for stem, paths in groups.items()}
+    runs = {stem: tags for stem, tags in runs.items() if len(tags) > 1}
+    if runs:
+        stem, tags = next(iter(runs.items()))
+        more = f' (and {len(runs) - 1} more image(s))' if len(runs) > 1 else ''
+        raise ValueError(f'The SR files of {stem} come from {len(tags)} iterations or runs ('
+                         f'{", ".join(repr(t) for t in tags)} between the image name and _t<T>_s<k>){more}; the '
+                         'samples of one image must come from one checkpoint. Measure a folder that holds one of '
+                         'them.')
     if temperature is not None:
         tag = temperature_tag(temperature)
         kept = {stem: [p for p in paths if temperature_of(p, stem) == tag] for stem, paths in groups.items()}
@@ -353,10 +365,14 @@ def main(argv=None):
             get_lpips_model()
         except FileNotFoundError as error:
             sys.exit(f'{error}\nTo measure without LPIPS and diversity, pass --no_lpips.')
-    rows = measure(args.sr, args.gt, args.lr, args.scale, args.crop_border, use_lpips=not args.no_lpips,
-                   temperature=args.temperature, fid=args.fid)
     csv_path = args.csv or osp.join(args.sr, 'metrics.csv')
     md_path = args.md or osp.join(args.sr, 'metrics.md')
+    check_outputs({'--csv': csv_path, '--md': md_path}, {'--gt': args.gt, '--lr': args.lr})
+    for option, path in (('--csv', csv_path), ('--md', md_path)):
+        if is_image_file(path):
+            raise ValueError(f'{option} {path}: a report with an image extension would be read as an SR sample.')
+    rows = measure(args.sr, args.gt, args.lr, args.scale, args.crop_border, use_lpips=not args.no_lpips,
+                   temperature=args.temperature, fid=args.fid)
     write_csv(rows, csv_path)
     table = format_markdown(rows)
     with open(md_path, 'w') as f:
