@@ -296,18 +296,16 @@ def test_gt_size_must_be_a_multiple_of_the_scale(tmp_path, monkeypatch):
         _parse(monkeypatch, yml)
 
 
-@pytest.mark.parametrize('text, what', [('', 'is empty'), ('- a\n- b\n', 'holds a list'),
-                                        ('7\n', 'holds the single value 7')])
-def test_an_option_file_that_is_not_a_mapping_is_one_line(tmp_path, text, what):
+@pytest.mark.parametrize('text, message', [
+    ('', 'is empty: it must be a mapping of options'),
+    ('- a\n- b\n', 'holds a list, not a mapping of options'),
+    ('7\n', 'holds the single value 7, not a mapping of options')])
+def test_an_option_file_that_is_not_a_mapping_is_one_line(tmp_path, monkeypatch, text, message):
     yml = tmp_path / 'bad.yml'
     yml.write_text(text)
-    result = subprocess.run([sys.executable, '-m', 'srflow_plugin.train', '-opt', str(yml)], cwd=tmp_path,
-                            env=subprocess_env(), capture_output=True, text=True, timeout=300)
-    assert result.returncode == 1
-    assert result.stderr.strip().splitlines() == [f'srflow-train: error: Option file {yml} {what}, not a mapping of '
-                                                  'options (name: ..., network_g: ...).' if what != 'is empty' else
-                                                  f'srflow-train: error: Option file {yml} is empty: it must be a '
-                                                  'mapping of options (name: ..., network_g: ...).']
+    with pytest.raises(SystemExit) as error:
+        _parse(monkeypatch, yml)
+    assert str(error.value) == f'srflow-train: error: Option file {yml} {message} (name: ..., network_g: ...).'
 
 
 def test_an_unknown_network_g_key_and_an_empty_checkpoint_are_one_line(pair, tmp_path, capsys):
