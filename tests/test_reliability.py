@@ -26,18 +26,11 @@ from srflow_plugin.utils.checkpoint import load_srflow, remove_stale_temporaries
 from srflow_plugin.utils.lmdb_check import check_lmdb
 from srflow_plugin.utils.option_file import MAX_OPTION_VALUES
 from srflow_plugin.utils.run_lock import hold_folder, lock_path, release_folder
-from test_sample import TINY, tiny_net, write_image, write_tiny_checkpoint
+import test_one_home
+from test_sample import TINY, tiny_net, write_image
 
 pytestmark = pytest.mark.usefixtures('single_thread')
-
-
-@pytest.fixture(scope='module')
-def pair(tmp_path_factory):
-    root = tmp_path_factory.mktemp('pair')
-    write_tiny_checkpoint(root / 'tiny.pth')
-    write_image(root / 'lr' / '0801x4.png', 8, 10, seed=3)
-    write_image(root / 'gt' / '0801.png', 32, 40, seed=4)
-    return root
+pair = test_one_home.pair  # the fixture: a tiny checkpoint, an LR image 0801x4.png and its GT 0801.png
 
 
 def _dead_pid():
