@@ -387,3 +387,20 @@ def test_every_console_command_refuses_an_output_inside_its_input(pair, tmp_path
     assert sorted(os.listdir(inside)) == ['0801x4.png'] and os.listdir(photos) == ['a.png']
     assert osp.isfile(pair / 'tiny.pth')
     assert not osp.exists(pair / 'gt' / 'metrics.csv')
+
+
+def test_an_image_too_large_for_the_memory_is_refused_before_sampling_naming_a_tile_that_fits(pair, tmp_path,
+                                                                                              monkeypatch, capsys):
+    from srflow_plugin.tools import tiling
+    write_image(tmp_path / 'big' / 'big.png', 300, 300)
+    net = load_srflow(str(pair / 'tiny.pth'))
+    per_pixel = tiling.condition_bytes_per_pixel(net)
+    # enough for the HR buffers and a 128-tile's condition, not for the whole image's condition
+    budget = int(tiling.HR_BYTES_PER_PIXEL * 1200**2 + per_pixel * (128 + 2 * 32)**2 * 1.1)
+    monkeypatch.setattr(tiling, 'available_memory', lambda device: budget)
+    monkeypatch.setattr(sample_tool, 'iter_samples', lambda *a, **k: pytest.fail('sampled before the check'))
+    assert sample_tool.cli(['-i', str(tmp_path / 'big'), '-c', str(pair / 'tiny.pth'), '-o', str(tmp_path / 'o')]) == 1
+    err = capsys.readouterr().err
+    assert re.search(r'big.png \(300x300\): sampling it untiled needs at least [\d.]+ GiB on cpu, [\d.]+ GiB are '
+                     r'available; --tile 128 fits\.', err), err
+    assert not (tmp_path / 'o').exists()

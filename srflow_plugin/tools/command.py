@@ -6,8 +6,9 @@ from srflow_plugin.utils.allocator import keep_freed_memory
 
 __all__ = ['console_command', 'HelpFormatter']
 
-# errors that are the user's input or environment (a missing file, a bad image, a full disk): one line, no traceback
-USER_ERRORS = (OSError, ValueError, RuntimeError)
+# errors that are the user's input or environment (a missing file, a bad image, a full disk, an image too large for
+# the memory): one line, no traceback
+USER_ERRORS = (OSError, ValueError, RuntimeError, MemoryError)
 
 
 def console_command(main, name):

@@ -18,7 +18,9 @@ smaller overlap trades exactness at the tile seams for speed. Grids go to ``<out
 
 Checked before any sampling: the temperatures are finite, every input image can be read (and is at least 2x2), the
 output folders neither are, contain nor lie inside the input or the GT, nor inside each other
-(:mod:`srflow_plugin.utils.paths`), every GT of a grid exists and fits, the output folders can be written. Samples
+(:mod:`srflow_plugin.utils.paths`), the largest image's decoding fits in memory (a lower bound against what the
+device has free: else the error names a ``--tile`` that fits; :func:`~srflow_plugin.tools.tiling.check_memory`),
+every GT of a grid exists and fits, the output folders can be written. Samples
 are written as they are decoded, a bounded batch at a time (:func:`iter_samples`): memory does not grow with
 ``--num_samples``. A sample with non-finite pixels (too high a temperature for the model) is still
 written (NaN as black), but counted, warned about per image and temperature, listed in ``<out>/nonfinite.tsv``
@@ -36,7 +38,7 @@ from tqdm import tqdm
 import srflow_plugin  # noqa: F401  (before basicsr: installs the torchvision shim)
 from srflow_plugin.tools.command import HelpFormatter, console_command
 from srflow_plugin.tools.grid import bicubic_upscale, make_grid, nearest_upscale
-from srflow_plugin.tools.tiling import decode_tiled, tile_boxes
+from srflow_plugin.tools.tiling import check_memory, decode_tiled, tile_boxes
 from srflow_plugin.utils.checkpoint import load_srflow
 from srflow_plugin.utils.paths import check_outputs
 from srflow_plugin.utils.image import (IMG_EXTENSIONS, NONFINITE_REPORT, check_writable, crop_gt_to_sr, list_images,
@@ -198,15 +200,16 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     images = list_images(args.input)
-    for path in images:  # a broken input is an error before anything is computed or written
-        read_image(path, min_size=MIN_LR_SIZE)
+    # a broken input is an error before anything is computed or written
+    shapes = [read_image(path, min_size=MIN_LR_SIZE).shape for path in images]
     grid_dir = (args.grid_dir or osp.abspath(args.output) + '_grids') if args.grid else None
     check_outputs({'-o': args.output, '--grid_dir': grid_dir}, {'-i': args.input, '--gt': args.gt})
     net = load_srflow(args.checkpoint, args.opt, args.device)
     names = output_names(images, net.scale)
+    largest = max(range(len(images)), key=lambda i: shapes[i][0] * shapes[i][1])
+    check_memory(net, (1, shapes[largest][2]) + shapes[largest][:2], args.tile, args.tile_overlap, images[largest])
     if args.gt:  # a missing or misfitting GT is an error now, not after the sampling
-        for path, name in zip(images, names):
-            lq_h, lq_w = read_image(path).shape[:2]
+        for (lq_h, lq_w, _), name in zip(shapes, names):
             find_gt(args.gt, name, (lq_h * net.scale, lq_w * net.scale), net.scale)
     for folder in [args.output] + ([grid_dir] if args.grid else []):
         check_writable(folder)
