@@ -140,12 +140,12 @@ def check_lmdbs(opt):
 
 
 def check_inputs_outside_run(opt):
-    """The run's folder neither is, contains nor lies inside a dataset or a pretrained network."""
+    """The run's folder neither is, contains nor lies inside a dataset (BasicSR archives an existing run folder of
+    the name, which would take a dataset inside it along). Checkpoints of the run itself may lie inside it (a
+    resumed or fine-tuned run reads them)."""
     key, root = _run_root(opt)
     inputs = {f'datasets.{phase}.{k}': v for phase, dataset in (opt.get('datasets') or {}).items()
               for k, v in (dataset or {}).items() if (k.startswith('dataroot') or k == 'meta_info_file') and v}
-    inputs.update({f'path.{k}': v for k, v in (opt.get('path') or {}).items()
-                   if k.startswith('pretrain_network') and isinstance(v, str)})
     if root:
         check_outputs({f'{key} (from name)': root}, inputs)
 
