@@ -7,7 +7,7 @@
 # (opencv-python-headless), scikit-image, scipy, PyYAML, tqdm, requests, Pillow and pytest already installed; what
 # the plugin needs beyond them is gathered here: basicsr 1.4.2 (a source release, built here as a pure-Python
 # wheel), lmdb, lpips and addict, as cp312 manylinux x86_64 wheels (gpu_check.sh installs only what the machine
-# lacks). GPU_WHEELS_OPENCV=1 adds opencv-python-headless for a machine without OpenCV: 55 MiB alone, over what
+# lacks), and a copy of the release fixtures of ../shared/reference. GPU_WHEELS_OPENCV=1 adds opencv-python-headless for a machine without OpenCV: 55 MiB alone, over what
 # may travel beside the working tree. Everything travels with the working tree, whose limit is 64 MiB: the total
 # is checked at the end.
 set -euo pipefail
@@ -27,6 +27,13 @@ $PY -m pip download -q "${TARGET[@]}" -d "$OUT" lmdb lpips addict
 if [ "${GPU_WHEELS_OPENCV:-0}" = 1 ]; then
     $PY -m pip download -q "${TARGET[@]}" -d "$OUT" opencv-python-headless
 fi
+# the SRFlow release's fixtures (tests/test_release_checkpoints.py), which live beside the repository and would not
+# travel otherwise: gpu_check.sh points SRFLOW_REFERENCE_DIR at this copy
+REFERENCE=${SRFLOW_REFERENCE_DIR:-../shared/reference}
+if [ -d "$REFERENCE" ]; then
+    mkdir -p "$OUT/reference"
+    cp "$REFERENCE"/*.pt "$OUT/reference/"
+fi
 # one version of each package, or pip refuses the whole install
 dupes=$(ls "$OUT"/*.whl | xargs -n1 basename | cut -d- -f1 | tr 'A-Z-' 'a-z_' | sort | uniq -d)
 if [ -n "$dupes" ]; then
@@ -34,8 +41,8 @@ if [ -n "$dupes" ]; then
     exit 1
 fi
 ls -l "$OUT"/*.whl
-total=$(du -cm "$OUT"/*.whl | tail -1 | cut -f1)
-echo "gpu_wheels.sh: $(ls "$OUT"/*.whl | wc -l) wheels, $total MiB in $OUT"
+total=$(du -sm "$OUT" | cut -f1)
+echo "gpu_wheels.sh: $(ls "$OUT"/*.whl | wc -l) wheels$([ -d "$OUT/reference" ] && echo ' and the release fixtures'), $total MiB in $OUT"
 if [ "$total" -gt "$LIMIT_MIB" ]; then
     echo "gpu_wheels.sh: error: $total MiB is over the $LIMIT_MIB MiB that may travel with the working tree" >&2
     exit 1
