@@ -240,9 +240,9 @@ def main(argv=None):
             grad_files['float64'] = os.path.join(tmp, 'float64.pt')
             measure(args, 'float64', args.batch, 0, grad_files['float64'])
         base = results.get('plain')
+        ratios = f' {"time":>6s} {"peak":>6s} {"above":>6s} {"step":>6s} {"NLL diff":>9s} {"grad diff":>9s}'
         print(f'  {"path":<14s} {"step time":>10s} {"peak memory":>12s} {"above runtime":>14s} {"step memory":>12s}'
-              f' {"last NLL":>9s}' + (f' {"time":>6s} {"peak":>6s} {"above":>6s} {"step":>6s} {"NLL diff":>9s} {"grad diff":>9s}'
-                 if base else '') + (f' {"vs fp64":>9s}' if args.float64_reference else ''))
+              f' {"last NLL":>9s}' + (ratios if base else '') + (f' {"vs fp64":>9s}' if args.float64_reference else ''))
         for path, r in results.items():
             line = (f'  {path:<14s} {r["seconds"]:9.2f}s {r["peak"] / 2**30:9.2f} GiB {r["tensors"] / 2**30:10.2f} GiB '
                     f'{r["step"] / 2**30:8.2f} GiB {r["last_nll"]:9.4f}')

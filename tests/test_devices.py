@@ -112,4 +112,3 @@ def test_the_summary_counts_the_device_tests_of_each_device(pytester):
     cuda = ('2 tests ran on cuda (1 passed, 1 skipped)' if torch.cuda.is_available() else
             '0 tests ran on cuda: torch.cuda.is_available() is False here')
     result.stdout.fnmatch_lines([f'devices: 2 tests ran on cpu (1 passed, 1 skipped); {cuda}'])
-
