@@ -17,8 +17,9 @@ on the CPU the figure that corresponds to CUDA's allocated peak. "step memory" i
 before the step (weights, Adam state, inputs). The gradient
 difference compares the first step's gradients with the plain path's (max over parameters of |g - g_plain| /
 |g_plain|); "last NLL" is the loss of the last step, after the same updates on every path. ``--largest_batch N``
-finds the largest batch whose step runs without running out of memory (one process per try: doubling from the
-batch, then halving the gap; at most N), on CUDA the figure to read. Random (slightly perturbed initial) weights
+finds the largest batch whose step runs without running out of memory (one process per try, at most 5 per path:
+on CUDA from the batch that the measured step memory predicts for the whole GPU, on the CPU doubling from the
+batch; then halving the gap to 1/16; at most N), on CUDA the figure to read. Random (slightly perturbed initial) weights
 and images. Figures, not assertions.
 """
 import argparse
@@ -107,8 +108,9 @@ def _run_path(args, path, batch, steps, grad_file):
     before = _current_bytes(device)
     seconds = timed(step, device, steps) if steps else float('nan')
     peak = _peak_bytes(device)
+    capacity = torch.cuda.get_device_properties(device).total_memory if device.type == 'cuda' else None
     return dict(seconds=seconds, peak=peak, step=peak - before, tensors=peak - runtime, nll=nlls[0], last_nll=nlls[-1],
-                out_of_memory=False)
+                capacity=capacity, out_of_memory=False)
 
 
 def saved_activations(args):
@@ -159,21 +161,34 @@ def measure(args, path, batch, steps, grad_file=None, may_run_out=False):
     return None if result['out_of_memory'] else result
 
 
-def largest_batch(args, path, start, limit):
-    """(largest batch found to fit, the smallest batch that did not fit or None, tries): doubling from ``start``,
-    then halving the gap until it is at most 1/16 of the batch; at most ``limit``. A batch fits when one training
-    step (Adam's state included) runs."""
+def largest_batch(args, path, measured, limit, max_tries=5):
+    """(largest batch found to fit, the smallest batch that did not fit or None, tries), at most ``limit``. A batch
+    fits when one training step (Adam's state included) runs. On CUDA the first try is the batch that the step
+    memory of ``measured`` (the path's result at ``args.batch``) predicts for the whole GPU, then 1.25x steps up or
+    down; on the CPU, doubling from ``args.batch``. Then the gap is halved until it is at most 1/16 of the batch."""
     fits, fails, tries = 0, None, 0
-    batch = start
-    while batch <= limit and (fails is None or fails - fits > max(1, fits // 16)):
+    if measured['capacity']:
+        fixed = measured['peak'] - measured['step']  # weights, Adam's state, the batch
+        batch, growth = int((measured['capacity'] - fixed) / (measured['step'] / args.batch)), 1.25
+    else:
+        batch, growth = args.batch, 2.0
+    batch = max(1, min(batch, limit))
+    while tries < max_tries:
         tries += 1
         if measure(args, path, batch, 0, may_run_out=True) is not None:
             fits = batch
         else:
             fails = batch
-        batch = min(2 * fits, limit) if fails is None else (fits + fails) // 2
-        if fails is None and fits == limit:
+        if fails is not None and fails - fits <= max(1, fits // 16) or fails is None and fits == limit:
             break
+        if fails is None:
+            batch = min(limit, max(fits + 1, int(fits * growth)))
+        elif fits == 0:
+            batch = max(1, int(fails / growth))
+            if batch == fails:
+                break
+        else:
+            batch = (fits + fails) // 2
     return fits, fails, tries
 
 
@@ -274,9 +289,10 @@ def main(argv=None):
         print(f'  largest batch whose training step runs on {args.device} (tried up to {args.largest_batch}, one '
               'process per try):')
         for path in [p for p in ('plain', 'memory_saving') if p in results]:
-            fits, fails, tries = largest_batch(args, path, args.batch, args.largest_batch)
-            bound = (f'{fails} did not fit' if fails is not None else f'the limit {args.largest_batch} fit, more '
-                     'may')
+            fits, fails, tries = largest_batch(args, path, results[path], args.largest_batch)
+            bound = (f'{fails} did not fit' if fails is not None else
+                     f'the limit {args.largest_batch} fit, more may' if fits == args.largest_batch else
+                     'more may fit')
             print(f'    {path:<14s} {fits:4d}  ({bound}; {tries} tries)')
 
 

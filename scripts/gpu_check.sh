@@ -103,9 +103,9 @@ echo "gpu_check.sh $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname), dry run: $DRY_
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo 'nvidia-smi: none'
 export -f install_all cuda_tests
 export DRY_RUN PY WHEELS
-step install 60 install_all
-step cuda-tests 180 cuda_tests
-step training 180 "$PY scripts/benchmark_training.py --device $DEVICE --paths plain memory_saving bf16 fp16 ${TRAIN[*]}"
-step sampling 60 "$PY scripts/benchmark_sampling.py --device $DEVICE ${SAMPLE[*]}"
+step install 45 install_all
+step cuda-tests 150 cuda_tests
+step training 240 "$PY scripts/benchmark_training.py --device $DEVICE --paths plain memory_saving bf16 fp16 ${TRAIN[*]}"
+step sampling 45 "$PY scripts/benchmark_sampling.py --device $DEVICE ${SAMPLE[*]}"
 echo "gpu_check.sh: done, exit status $status; log: $LOG"
 exit $status
