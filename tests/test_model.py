@@ -12,6 +12,7 @@ import torch.multiprocessing as mp
 import srflow_plugin  # noqa: F401
 import srflow_plugin.losses  # noqa: F401
 import srflow_plugin.metrics  # noqa: F401
+from devices import num_gpu
 from helpers_train import TINY_NET, FakeTBLogger, ddp_actnorm_worker, ddp_train_worker, make_opt, val_loader
 from srflow_plugin.archs.flow_layers import ActNorm
 from srflow_plugin.archs.rrdb_arch import SRFlowRRDBNet
@@ -45,8 +46,9 @@ def actnorms(net):
     return {name: m for name, m in net.named_modules() if isinstance(m, ActNorm)}
 
 
-def test_training_step_lowers_nll_on_a_repeated_batch(tmp_path):
-    model = SRFlowModel(make_opt(tmp_path, train={'optim_g': {'type': 'Adam', 'lr': 3e-3}}))
+def test_training_step_lowers_nll_on_a_repeated_batch(tmp_path, device):
+    model = SRFlowModel(make_opt(tmp_path, train={'optim_g': {'type': 'Adam', 'lr': 3e-3}}, num_gpu=num_gpu(device)))
+    assert next(model.net_g.parameters()).device.type == device.type
     losses = []
     for it in range(1, 16):
         model.feed_data(batch(0))
@@ -137,8 +139,8 @@ def test_ddp_training_with_the_encoder_trained_keeps_both_gloo_ranks_identical(t
     assert not torch.equal(after0['encoder.conv_first.weight'], before['encoder.conv_first.weight'])
 
 
-def test_non_finite_loss_skips_the_step_and_leaves_weights_and_optimizer_untouched(tmp_path):
-    model = SRFlowModel(make_opt(tmp_path))
+def test_non_finite_loss_skips_the_step_and_leaves_weights_and_optimizer_untouched(tmp_path, device):
+    model = SRFlowModel(make_opt(tmp_path, num_gpu=num_gpu(device)))
     net = model.get_bare_model(model.net_g)
     train_steps(model, [1])
     weights = snapshot(net)
@@ -271,8 +273,8 @@ def test_validation_saves_one_image_per_heat_and_sample(tmp_path):
     assert files == ['val0_12_t0.75_s0.png', 'val0_12_t0.75_s1.png', 'val0_12_t0.75_s2.png', 'val0_12_t0_s0.png']
 
 
-def test_validation_samples_are_reproducible_and_differ_between_samples(tmp_path):
-    model = SRFlowModel(make_opt(tmp_path, val={'heats': [0.9], 'n_sample': 2}))
+def test_validation_samples_are_reproducible_and_differ_between_samples(tmp_path, device):
+    model = SRFlowModel(make_opt(tmp_path, val={'heats': [0.9], 'n_sample': 2}, num_gpu=num_gpu(device)))
     model.validation(val_loader(1), 1, None, save_img=True)
     first = dict(model.metric_results)
     model.validation(val_loader(1), 2, None, save_img=True)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import srflow_plugin  # noqa: F401
+from devices import num_gpu
 from helpers_train import make_opt
 from srflow_plugin.models.srflow_model import SRFlowModel
 from srflow_plugin.options_schema import OptionError
@@ -46,15 +47,16 @@ def pair(tmp_path_factory):
     return root
 
 
-def test_validation_and_srflow_sample_give_the_same_image_for_the_same_seed_and_measure_reads_both(pair, tmp_path):
+def test_validation_and_srflow_sample_give_the_same_image_for_the_same_seed_and_measure_reads_both(
+        pair, tmp_path, device):
     opt = make_opt(tmp_path, is_train=False, network_g={'type': 'SRFlowNet', **TINY},
                    path={'pretrain_network_g': str(pair / 'tiny.pth')},
-                   val={'heats': [0.0, 0.8], 'n_sample': 2, 'seed': 7, 'suffix': 'val'})
+                   val={'heats': [0.0, 0.8], 'n_sample': 2, 'seed': 7, 'suffix': 'val'}, num_gpu=num_gpu(device))
     opt['path']['visualization'] = str(tmp_path / 'validation')
     loader = torch.utils.data.DataLoader(_OneImage(str(pair / 'lr' / '0801x4.png'), str(pair / 'gt' / '0801.png')))
     SRFlowModel(opt).validation(loader, 'unit', None, save_img=True)
     sample_tool.main(['-i', str(pair / 'lr'), '-c', str(pair / 'tiny.pth'), '-o', str(tmp_path / 'sampled'),
-                      '--temperatures', '0', '0.8', '--num_samples', '2', '--seed', '7'])
+                      '--temperatures', '0', '0.8', '--num_samples', '2', '--seed', '7', '--device', str(device)])
 
     validated = sorted(os.listdir(tmp_path / 'validation' / 'pair'))
     assert validated == ['0801_val_t0.8_s0.png', '0801_val_t0.8_s1.png', '0801_val_t0_s0.png']

@@ -37,7 +37,7 @@ import torch
 import srflow_plugin  # noqa: F401  (registers the archs; before basicsr: installs the torchvision shim)
 from basicsr.utils import imwrite
 from srflow_plugin.tools import measure as measure_tool
-from srflow_plugin.tools.command import HelpFormatter, console_command
+from srflow_plugin.tools.command import HelpFormatter, add_device_argument, console_command, resolve_device
 from srflow_plugin.tools.grid import bicubic_upscale, make_grid, nearest_upscale
 from srflow_plugin.utils.checkpoint import checkpoint_params, load_weights, read_checkpoint, strip_module_prefix
 from srflow_plugin.utils.image import images_in, list_images, read_image, to_image, to_tensor
@@ -164,7 +164,7 @@ def compare(models, gt_folder, lr_folder, out_dir, scale=4, temperatures=(0.0, 0
         use_lpips, use_fid (bool): Measure LPIPS (and diversity) / FID. Default: True.
         fid_features (callable | None): Feature network of FID (default: BasicSR's Inception).
         seed (int): Seed of the flow samples. Default: 0.
-        device (str): Where run models go. Default: 'cpu'.
+        device (str | torch.device): Where run models and the LPIPS and FID networks go. Default: 'cpu'.
         verbose (bool): Print progress. Default: True.
 
     Returns:
@@ -183,7 +183,7 @@ def compare(models, gt_folder, lr_folder, out_dir, scale=4, temperatures=(0.0, 0
         for temperature in _temperatures(folder, gt_folder):
             image_rows = measure_tool.measure(folder, gt_folder, lr_folder, scale, crop_border, use_lpips=use_lpips,
                                               verbose=False, temperature=temperature, fid=use_fid,
-                                              fid_features=fid_features)
+                                              fid_features=fid_features, device=device)
             mean = image_rows[-1]
             row = OrderedDict(model=spec.name, temperature='' if temperature is None else temperature_tag(temperature))
             for key in ('fid', 'lpips', 'psnr', 'ssim', 'lr_psnr', 'diversity'):
@@ -369,7 +369,7 @@ def parse_args(argv=None):
     parser.add_argument('--crop', type=int, nargs=3, default=None, metavar=('Y', 'X', 'SIZE'),
                         help='Grid box in HR pixels. Default: the centre square of side min(H, W, 128)')
     parser.add_argument('--seed', type=int, default=0, help='Seed of the flow samples. Default: 0')
-    parser.add_argument('--device', default='cpu', help='Device of run models. Default: cpu')
+    add_device_argument(parser, 'the run models and the LPIPS and FID networks')
     return parser.parse_args(argv)
 
 
@@ -380,7 +380,8 @@ def main(argv=None):
     inputs.update({f'--model {m.name}': [p for p in (m.folder, m.options, m.checkpoint) if p] for m in models})
     check_outputs({'--out': args.out}, inputs)
     rows, folders = compare(models, args.gt, args.lr, args.out, args.scale, args.temperatures, args.samples,
-                            args.crop_border, not args.no_lpips, not args.no_fid, seed=args.seed, device=args.device)
+                            args.crop_border, not args.no_lpips, not args.no_fid, seed=args.seed,
+                            device=resolve_device(args.device))
     table = write_outputs(rows, folders, args.out, args.gt, args.lr, args.scale, args.grid_images, args.crop,
                           args.grid_temperature)
     print(table)

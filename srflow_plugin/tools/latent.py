@@ -36,7 +36,7 @@ import torch
 
 import srflow_plugin  # noqa: F401  (before basicsr: installs the torchvision shim)
 from srflow_plugin.metrics import bicubic_downscale
-from srflow_plugin.tools.command import HelpFormatter, console_command
+from srflow_plugin.tools.command import HelpFormatter, add_device_argument, console_command, resolve_device
 from srflow_plugin.tools.grid import make_grid
 from srflow_plugin.utils.checkpoint import atomic_save, load_srflow, read_checkpoint
 from srflow_plugin.utils.image import read_image, to_image, to_tensor, write_image
@@ -321,7 +321,7 @@ def parse_args(argv=None):
     common.add_argument('-c', '--checkpoint', required=True, help='SRFlowNet checkpoint (BasicSR .pth)')
     common.add_argument('-o', '--output', required=True, help='output folder')
     common.add_argument('--opt', default=None, help='option yml whose network_g builds the network')
-    common.add_argument('--device', default='cpu')
+    add_device_argument(common)
 
     encode = sub.add_parser('encode', parents=[common], help='HR image -> latents (.pt) and reconstruction')
     encode.add_argument('--hr', required=True, help='HR image')
@@ -361,7 +361,7 @@ def main(argv=None):
     args = parse_args(argv)
     inputs = ('hr', 'lr', 'input', 'source', 'source_lr', 'target', 'target_lr')
     check_outputs({'-o': args.output}, {f'--{key}': getattr(args, key, None) for key in inputs})
-    net = load_srflow(args.checkpoint, args.opt, args.device)
+    net = load_srflow(args.checkpoint, args.opt, resolve_device(args.device))
     return {'encode': run_encode, 'transfer': run_transfer, 'sweep': run_sweep}[args.command](args, net)
 
 

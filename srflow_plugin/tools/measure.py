@@ -40,7 +40,7 @@ import torch
 import srflow_plugin  # noqa: F401  (before basicsr: installs the torchvision shim)
 from basicsr.metrics.psnr_ssim import calculate_psnr, calculate_ssim
 from srflow_plugin.metrics import FID, calculate_lr_psnr, diversity_score, get_lpips_model, lpips_distance
-from srflow_plugin.tools.command import HelpFormatter, console_command
+from srflow_plugin.tools.command import HelpFormatter, add_device_argument, console_command, resolve_device
 from srflow_plugin.utils.image import crop_gt_to_sr, images_in, is_image_file, read_image, read_nonfinite, to_tensor
 from srflow_plugin.utils.paths import check_outputs
 from srflow_plugin.utils.sampling import run_tag_of, temperature_of, temperature_tag
@@ -147,7 +147,7 @@ def find_lr(lr_paths, stem):
     return None
 
 
-def measure_image(samples, gt, lq=None, scale=None, crop_border=0, use_lpips=True, names=('sr', 'gt')):
+def measure_image(samples, gt, lq=None, scale=None, crop_border=0, use_lpips=True, names=('sr', 'gt'), device=None):
     """Metrics of the SR samples of one image, averaged over the samples.
 
     Args:
@@ -159,6 +159,7 @@ def measure_image(samples, gt, lq=None, scale=None, crop_border=0, use_lpips=Tru
         crop_border (int): Border cropped for PSNR, SSIM and LPIPS (in SR pixels). Default: 0.
         use_lpips (bool): Compute LPIPS and, for >= 2 samples, the diversity score. Default: True.
         names (tuple[str]): SR and GT names for error messages.
+        device (str | torch.device | None): Where LPIPS runs. Default: CUDA when available, else the CPU.
 
     Returns:
         dict: psnr, ssim, psnr_y, ssim_y, samples, and when available lpips, lr_psnr, lr_psnr_gt,
@@ -199,9 +200,9 @@ def measure_image(samples, gt, lq=None, scale=None, crop_border=0, use_lpips=Tru
         maps, values = [], []
         for sr in samples:
             sr_t = crop(to_tensor(sr))
-            values.append(lpips_distance(sr_t, gt_t).item())
+            values.append(lpips_distance(sr_t, gt_t, device=device).item())
             if len(samples) > 1:
-                maps.append(lpips_distance(sr_t, gt_t, spatial=True)[0, 0].cpu())
+                maps.append(lpips_distance(sr_t, gt_t, spatial=True, device=device)[0, 0].cpu())
         row['lpips'] = float(np.mean(values))
         if maps:
             row['diversity'] = diversity_score(torch.stack(maps))
@@ -231,7 +232,8 @@ def measure(sr_folder,
             verbose=True,
             temperature=None,
             fid=False,
-            fid_features=None):
+            fid_features=None,
+            device=None):
     """Measure a folder of SR results against GT (and LR) images.
 
     Args:
@@ -242,12 +244,14 @@ def measure(sr_folder,
         crop_border (int): Border cropped for PSNR, SSIM and LPIPS'mean').
         fid (bool): Also FID over all measured samples, in the mean row (key 'fid'). Default: False.
         fid_features (callable | None): FID's feature network (default: BasicSR's Inception-v3).
+        device (str | torch.device | None): Where LPIPS and FID run. Default: CUDA when available, else the CPU.
     """
     if lr_folder is None and scale is None:
         raise ValueError('Give the LR folder (lr_folder / --lr) or the scale (scale / --scale).')
     if use_lpips:
-        get_lpips_model()  # fail now, not after the PSNRs, when the backbone weights are missing
-    fid_metric = FID(crop_border, feature_net=fid_features) if fid else None  # fails now without Inception weights
+        get_lpips_model(device=device)  # fail now, not after the PSNRs, when the backbone weights are missing
+    # fails now without the Inception weights
+    fid_metric = FID(crop_border, feature_net=fid_features, device=device) if fid else None
     gt_paths = {_stem(p): p for p in images_in(gt_folder)}
     nonfinite = read_nonfinite(sr_folder)
     groups = select_temperature(group_samples(images_in(sr_folder, recursive=True), gt_paths), temperature)
@@ -290,7 +294,8 @@ def measure(sr_folder,
                           scale=scale,
                           crop_border=crop_border,
                           use_lpips=use_lpips,
-                          names=(sr_paths[0], gt_paths[stem])))
+                          names=(sr_paths[0], gt_paths[stem]),
+                          device=device))
         if fid_metric is not None:  # measure_image checked the shapes: the GT is cropped as there
             for sr in samples:
                 fid_metric.update(sr, gt[:sr.shape[0], :sr.shape[1]])
@@ -350,6 +355,7 @@ def parse_args(argv=None):
     parser.add_argument('--crop_border', type=int, default=0, help='Border excluded from PSNR/SSIM/LPIPS')
     parser.add_argument('--no_lpips', action='store_true', help='Skip LPIPS and diversity (no AlexNet weights).')
     parser.add_argument('--fid', action='store_true', help='Also FID over all samples (needs the Inception weights).')
+    add_device_argument(parser, 'LPIPS and FID')
     parser.add_argument('--csv', default=None, help='CSV output')
     parser.add_argument('--md', default=None, help='Markdown table output')
     args = parser.parse_args(argv)
@@ -360,9 +366,10 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    device = resolve_device(args.device)
     if not args.no_lpips:
         try:
-            get_lpips_model()
+            get_lpips_model(device=device)
         except FileNotFoundError as error:
             sys.exit(f'{error}\nTo measure without LPIPS and diversity, pass --no_lpips.')
     csv_path = args.csv or osp.join(args.sr, 'metrics.csv')
@@ -372,7 +379,7 @@ def main(argv=None):
         if is_image_file(path):
             raise ValueError(f'{option} {path}: a report with an image extension would be read as an SR sample.')
     rows = measure(args.sr, args.gt, args.lr, args.scale, args.crop_border, use_lpips=not args.no_lpips,
-                   temperature=args.temperature, fid=args.fid)
+                   temperature=args.temperature, fid=args.fid, device=device)
     write_csv(rows, csv_path)
     table = format_markdown(rows)
     with open(md_path, 'w') as f:

@@ -1,7 +1,7 @@
 """Sample super-resolutions of an image or a folder with a trained SRFlowNet.
 
     srflow-sample -i <image or folder> -c <checkpoint.pth> -o <out folder> [--opt train.yml]
-        [--temperatures 0 0.8 0.9] [--num_samples 3] [--seed 0] [--device cpu|cuda]
+        [--temperatures 0 0.8 0.9] [--num_samples 3] [--seed 0] [--device auto|cpu|cuda]
         [--tile 128 --tile_overlap 32] [--grid [--gt <folder or image>] [--grid_dir <folder>]]
 
 Outputs ``<out>/<image>_t<temperature>_s<sample>.png`` (sample counted from 0), where ``<image>`` is the input's
@@ -36,7 +36,7 @@ import torch
 from tqdm import tqdm
 
 import srflow_plugin  # noqa: F401  (before basicsr: installs the torchvision shim)
-from srflow_plugin.tools.command import HelpFormatter, console_command
+from srflow_plugin.tools.command import HelpFormatter, add_device_argument, console_command, resolve_device
 from srflow_plugin.tools.grid import bicubic_upscale, make_grid, nearest_upscale
 from srflow_plugin.tools.tiling import check_memory, decode_tiled, tile_boxes
 from srflow_plugin.utils.checkpoint import load_srflow
@@ -172,7 +172,7 @@ def parse_args(argv=None):
     parser.add_argument('--num_samples', type=int, default=3, help='samples per temperature > 0 (temperature 0 '
                         'gives one)')
     parser.add_argument('--seed', type=int, default=0, help='with the image name, seeds its samples (as val.seed)')
-    parser.add_argument('--device', default='cpu', help='cpu, cuda, cuda:1, ...')
+    add_device_argument(parser)
     parser.add_argument('--tile', type=int, default=None, help='tile core size in LR pixels (even)')
     parser.add_argument('--tile_overlap', type=int, default=32, help='context around each tile in LR pixels '
                         '(even); exact when >= the receptive radius (srflow_plugin.tools.tiling.needed_overlap)')
@@ -204,7 +204,7 @@ def main(argv=None):
     shapes = [read_image(path, min_size=MIN_LR_SIZE).shape for path in images]
     grid_dir = (args.grid_dir or osp.abspath(args.output) + '_grids') if args.grid else None
     check_outputs({'-o': args.output, '--grid_dir': grid_dir}, {'-i': args.input, '--gt': args.gt})
-    net = load_srflow(args.checkpoint, args.opt, args.device)
+    net = load_srflow(args.checkpoint, args.opt, resolve_device(args.device))
     names = output_names(images, net.scale)
     largest = max(range(len(images)), key=lambda i: shapes[i][0] * shapes[i][1])
     check_memory(net, (1, shapes[largest][2]) + shapes[largest][:2], args.tile, args.tile_overlap, images[largest])
