@@ -1,4 +1,5 @@
-"""srflow-prepare-data (srflow_plugin.tools.prepare_data): GT sub-images, MATLAB-bicubic LR images, LMDBs readable by BasicSR."""
+"""srflow-prepare-data (srflow_plugin.tools.prepare_data): GT sub-images, MATLAB-bicubic LR images, LMDBs readable
+by BasicSR."""
 import os
 import subprocess
 import sys
@@ -157,5 +158,5 @@ def test_command_line(hr_folder, tmp_path):
     result = subprocess.run(cmd, cwd=str(tmp_path), env=subprocess_env(), capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert sorted(os.listdir(tmp_path / 'out')) == ['demo_sub', 'demo_sub.lmdb', 'demo_sub_bicLRx4',
-                                                     'demo_sub_bicLRx4.lmdb']
+                                                    'demo_sub_bicLRx4.lmdb']
     assert len(os.listdir(tmp_path / 'out' / 'demo_sub_bicLRx4')) == 11

@@ -142,6 +142,8 @@ RELEASE_RRDB_RENAMES = [
     (re.compile(r'^HRconv\.'), 'conv_hr.'),
 ]
 RELEASE_KEY = re.compile(r'(^|\.)(RRDB_trunk|trunk_conv)\.')
+
+
 def rename_release_rrdb_key(key):
     """Maps one SRFlow-release RRDB key (``RRDB_trunk.0.RDB1.conv1.weight``) to BasicSR's naming."""
     for pattern, replacement in RELEASE_RRDB_RENAMES:
