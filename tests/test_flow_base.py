@@ -85,6 +85,7 @@ def test_shared_input_checks_name_the_fault(make):
         net.decode(cond=cond, temperature=-0.1)
     with pytest.raises(ValueError, match='give precompute to condition'):
         net.encode(torch.rand(2, 3, 12, 12), cond=cond, precompute=True)
+    net.encode(torch.rand(2, 3, 12, 12), cond=cond, precompute=None)  # None stands for not given
 
 
 def test_draw_latents_gives_one_tensor_per_latent_shape_at_the_temperature():

@@ -112,8 +112,9 @@ class ConditionalFlowNet(nn.Module, metaclass=abc.ABCMeta):
                 raise ValueError('give the LR images (lq) or a precomputed condition (cond)')
             # used once: preparing steps ahead only costs memory
             return self.condition(lq, precompute=False, **condition_kwargs)
-        if condition_kwargs:
-            raise ValueError(f'give {", ".join(condition_kwargs)} to condition(), which made cond, not with cond')
+        given = [name for name, value in condition_kwargs.items() if value is not None]  # None: not given
+        if given:
+            raise ValueError(f'give {", ".join(given)} to condition(), which made cond, not with cond')
         return cond
 
     def autocast(self, precision: Optional[str] = None):
