@@ -29,7 +29,7 @@ from srflow_plugin.utils.allocator import keep_freed_memory
 
 def old_inverse():
     """The step inverse as it was: every layer's inverse in turn, log-dets computed and dropped."""
-    return mock.patch.object(FlowStep, 'reverse', lambda step, y, cond=None: step.inverse(y, cond)[0])
+    return mock.patch.object(FlowStep, 'fast_inverse', lambda step, y, cond=None: step.inverse(y, cond)[0])
 
 
 def _bytes(obj):

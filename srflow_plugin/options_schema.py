@@ -209,7 +209,7 @@ SCHEMA = OrderedDict([
         weight_decay=Option(0, BASICSR, 'Weight decay.', number(low=0)),
         eps=Option(1e-8, BASICSR, 'Adam\'s eps.', number(low=0, low_open=True)),
     ), False, 'Optimizer of the flow (and of the encoder unless `optim_rrdb` overrides); other keyword arguments of '
-       'the optimizer class are passed on unchecked.')),
+        'the optimizer class are passed on unchecked.')),
     ('train.optim_rrdb', Section(OrderedDict(
         lr=Option(None, PLUGIN, 'Learning rate of the encoder group (~: optim_g\'s).', number(low=0)),
         betas=Option(None, PLUGIN, 'Adam\'s betas of the encoder group.', list_of(number(low=0, high=1), length=2)),

@@ -42,7 +42,7 @@ def test_every_parameter_gradient_equals_the_plain_path_on_a_trained_network(tra
     nll_saving, saving = gradients(net, gt, lq, memory_saving=True)
     assert nll_saving == nll_plain  # the forward pass is the same computation
     assert saving.keys() == plain.keys()
-    assert len(plain) == len(list(net.parameters()))  - 3 * 2  # all but the unused SR head (conv_up2, conv_hr, conv_last)
+    assert len(plain) == len(list(net.parameters())) - 3 * 2  # all but the unused SR head (conv_up2/hr/last)
     differences = relative_differences(saving, plain)
     assert max(differences.values()) < 1e-4, max(differences.items(), key=lambda item: item[1])
 

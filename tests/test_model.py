@@ -237,8 +237,8 @@ def test_validation_without_precomputed_conditions_gives_the_same_metrics(tmp_pa
     results = []
     for precompute in (True, False):
         torch.manual_seed(0)
-        model = SRFlowModel(make_opt(tmp_path / str(precompute), val={'heats': [0.0, 0.8], 'n_sample': 2,
-                                                                       'precompute_condition': precompute}))
+        model = SRFlowModel(make_opt(tmp_path / str(precompute),
+                                     val={'heats': [0.0, 0.8], 'n_sample': 2, 'precompute_condition': precompute}))
         model.validation(val_loader(2), 1, None, save_img=False)
         results.append(model.metric_results)
     assert results[0].keys() == results[1].keys()
@@ -301,7 +301,7 @@ def test_testing_writes_a_csv_per_dataset(tmp_path):
     with open(osp.join(opt['path']['results_root'], 'metrics_set5.csv')) as f:
         rows = list(csv.DictReader(f))
     assert [(r['image'], float(r['heat'])) for r in rows] == [('val0', 0.0), ('val0', 0.8), ('val1', 0.0),
-                                                             ('val1', 0.8), ('mean', 0.0), ('mean', 0.8)]
+                                                              ('val1', 0.8), ('mean', 0.0), ('mean', 0.8)]
     assert set(rows[0]) == {'image', 'heat', 'psnr', 'lr_psnr', 'nll'}
     mean_psnr = (float(rows[0]['psnr']) + float(rows[2]['psnr'])) / 2
     assert float(rows[4]['psnr']) == pytest.approx(mean_psnr, abs=1e-5)
@@ -327,8 +327,8 @@ def test_save_writes_network_and_training_state_with_skipped_steps(tmp_path):
     assert os.listdir(opt['path']['models']) == ['net_g_1.pth']
     state = torch.load(osp.join(opt['path']['training_states'], '1.state'), weights_only=False)
     assert state['iter'] == 1 and state['skipped_steps'] == 2
-    resumed = SRFlowModel(make_opt(tmp_path / 'r', path={'pretrain_network_g': osp.join(opt['path']['models'],
-                                                                                       'net_g_1.pth')}))
+    pretrained = osp.join(opt['path']['models'], 'net_g_1.pth')
+    resumed = SRFlowModel(make_opt(tmp_path / 'r', path={'pretrain_network_g': pretrained}))
     resumed.resume_training(state)
     assert resumed.skipped_steps == 2
 

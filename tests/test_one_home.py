@@ -1,5 +1,8 @@
-"""One naming/seeding rule and one image reader for validation, srflow-sample and srflow-measure; non-finite samples,
-corrupt inputs and unwritable outputs (issue 7 items 4, 5, 9)."""
+"""What validation, srflow-sample, srflow-measure and srflow-prepare-data share, seen from the user's side: one
+naming and seeding rule (the same seed gives the same picture in validation and srflow-sample, and srflow-measure
+reads both), one image reader (a corrupt or tiny input is an error naming the file, leaving nothing written), one
+temperature check, one count of non-finite samples (listed, and left out of every metric), checked output folders,
+atomic checkpoint writes, and dataset-level metrics fed every sample once per temperature."""
 import os
 from os import path as osp
 
@@ -94,8 +97,8 @@ def test_non_finite_or_negative_temperatures_are_refused(pair, tmp_path, capsys,
     assert not (tmp_path / 'o').exists()
 
 
-def test_samples_with_non_finite_pixels_are_counted_listed_and_left_out_of_measuring(pair, tmp_path, monkeypatch,
-                                                                                        capsys):
+def test_samples_with_non_finite_pixels_are_counted_listed_and_left_out_of_measuring(
+        pair, tmp_path, monkeypatch, capsys):
     real = sample_tool.iter_samples
 
     def poisoned(*args, **kwargs):
@@ -160,8 +163,8 @@ def _truncated_jpeg(path):
 
 
 @pytest.mark.parametrize('kind', ['truncated', 'empty', 'one_pixel'])
-def test_corrupt_images_are_an_error_naming_the_file_in_sample_and_prepare_data_leaving_nothing(pair, tmp_path,
-                                                                                               kind):
+def test_corrupt_images_are_an_error_naming_the_file_in_sample_and_prepare_data_leaving_nothing(
+        pair, tmp_path, kind):
     bad = tmp_path / 'in' / ('bad.jpg' if kind == 'truncated' else 'bad.png')
     write_image(tmp_path / 'in' / 'good.png', 64, 64, seed=1)
     if kind == 'truncated':

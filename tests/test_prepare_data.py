@@ -1,4 +1,5 @@
-"""srflow-prepare-data (srflow_plugin.tools.prepare_data): GT sub-images, MATLAB-bicubic LR images, LMDBs readable by BasicSR."""
+"""srflow-prepare-data (srflow_plugin.tools.prepare_data): GT sub-images, MATLAB-bicubic LR images, LMDBs readable
+by BasicSR."""
 import os
 import subprocess
 import sys

@@ -85,8 +85,8 @@ def test_converter_script_writes_a_basicsr_checkpoint_that_reproduces_the_releas
     args = ['--scale', '4', '--num_feat', str(c['nf']), '--num_block', str(c['nb']), '--num_grow_ch', str(c['gc']),
             '--tap_blocks', *map(str, c['stack_blocks']), '--flow_steps', str(c['K']), '--hidden_channels',
             str(c['coupling_hidden_channels'])]
-    run = subprocess.run([sys.executable, '-m', 'srflow_plugin.tools.convert', str(release_file), '-o', str(out)] + args,
-                         capture_output=True, text=True, env=subprocess_env())
+    command = [sys.executable, '-m', 'srflow_plugin.tools.convert', str(release_file), '-o', str(out)] + args
+    run = subprocess.run(command, capture_output=True, text=True, env=subprocess_env())
     assert run.returncode == 0, run.stderr
     checkpoint = torch.load(out, weights_only=True)
     assert sorted(checkpoint) == ['network_g', 'params'] and os.listdir(out.parent) == [out.name]

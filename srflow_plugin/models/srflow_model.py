@@ -357,7 +357,7 @@ class SRFlowModel(BaseModel):
     # ------------------------------------------------------------------ checkpoints
     def _check_finite(self):
         for label, net in [('net_g', self._bare())] + ([('net_g_ema', self.net_g_ema)]
-                                                      if hasattr(self, 'net_g_ema') else []):
+                                                       if hasattr(self, 'net_g_ema') else []):
             for name, param in net.state_dict().items():
                 if param.is_floating_point() and not bool(torch.isfinite(param).all()):
                     raise RuntimeError(f'{label} parameter {name} is not finite; refusing to save a checkpoint.')
@@ -412,4 +412,3 @@ class SRFlowModel(BaseModel):
             self.training_position.resume(resume_state.get('position'))
         if resume_state.get('grad_scaler'):
             self.grad_scaler.load_state_dict(resume_state['grad_scaler'])
-

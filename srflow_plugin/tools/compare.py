@@ -36,6 +36,7 @@ import torch
 
 import srflow_plugin  # noqa: F401  (registers the archs; before basicsr: installs the torchvision shim)
 from basicsr.utils import imwrite
+from srflow_plugin.archs.flow_base import ConditionalFlowNet
 from srflow_plugin.tools import measure as measure_tool
 from srflow_plugin.tools.command import HelpFormatter, add_device_argument, console_command, resolve_device
 from srflow_plugin.tools.grid import bicubic_upscale, make_grid, nearest_upscale
@@ -111,10 +112,6 @@ def load_network(options, checkpoint=None, device='cpu'):
     return net.eval().to(device), opt.get('scale')
 
 
-def is_flow(net):
-    return hasattr(net, 'draw_latents') and hasattr(net, 'condition')
-
-
 @torch.no_grad()
 def run_model(net, lr_folder, out_dir, scale, temperatures=(0.0, 0.8), samples=3, seed=0):
     """Runs a network on every LR image of ``lr_folder``; writes ``<image>.png`` (SR networks) or
@@ -125,7 +122,7 @@ def run_model(net, lr_folder, out_dir, scale, temperatures=(0.0, 0.8), samples=3
     os.makedirs(out_dir, exist_ok=True)
     for path, name in zip(paths, output_names(paths, scale)):
         lq = to_tensor(read_image(path)).to(device)
-        if is_flow(net):
+        if isinstance(net, ConditionalFlowNet):
             outputs = sample_image(net, lq, temperatures, samples, image_generator(seed, name))
             for (temperature, sample), sr in outputs.items():
                 imwrite(to_image(sr), osp.join(out_dir, output_name(name, temperature, sample)))

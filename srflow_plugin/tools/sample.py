@@ -28,7 +28,6 @@ written (NaN as black), but counted, warned about per image and temperature, lis
 """
 import argparse
 import math
-import os
 import sys
 from os import path as osp
 
