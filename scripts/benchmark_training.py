@@ -272,8 +272,8 @@ def main(argv=None):
     if base:
         print(f'  (last NLL: bits/dim at step {args.steps + 1}, after the same {args.steps} updates on every path; '
               'ratios: path / plain; NLL diff in bits/dim on the first step; grad diff: max over parameters of '
-              '|g - g_plain| / |g_plain|' + ('; vs fp64: the same against the float64 gradients' if
-                                              args.float64_reference else '') + ')')
+              '|g - g_plain| / |g_plain|' +
+              ('; vs fp64: the same against the float64 gradients' if args.float64_reference else '') + ')')
     if args.memory_budget is not None:
         print(f'  largest batch within {args.memory_budget / 2**30:.1f} GiB (peak memory, linear in the batch from '
               f'batch 1 and batch {args.batch}):')

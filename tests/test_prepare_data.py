@@ -185,6 +185,6 @@ def test_command_line(hr_folder, tmp_path):
            '--crop_size', '48', '--step', '24', '--thresh_size', '8', '--name', 'demo']
     result = subprocess.run(cmd, cwd=str(tmp_path), env=subprocess_env(), capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert sorted(os.listdir(tmp_path / 'out')) == ['.srflow-outputs', 'demo_sub', 'demo_sub.lmdb', 'demo_sub_bicLRx4',
-                                                     'demo_sub_bicLRx4.lmdb']
+    assert sorted(os.listdir(tmp_path / 'out')) == ['.srflow-outputs', 'demo_sub', 'demo_sub.lmdb',
+                                                    'demo_sub_bicLRx4', 'demo_sub_bicLRx4.lmdb']
     assert len(os.listdir(tmp_path / 'out' / 'demo_sub_bicLRx4')) == 11
