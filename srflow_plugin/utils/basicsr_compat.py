@@ -4,10 +4,11 @@
 |---|---|---|---|
 | ``basicsr.utils.options.ordered_yaml`` -> :func:`safe_ordered_yaml` | :func:`install` | import | option files \
 parsed with a *safe* YAML loader (mappings still ordered): ``!!python/object/apply:os.system`` is an error, not \
-code; so are duplicate keys, alias bombs and documents that are not a mapping (:mod:`srflow_plugin.utils.option_file`) |
-| ``basicsr.models.base_model.BaseModel.load_network`` -> ``utils.checkpoint.load_network_weights_only`` \
-| :func:`install` | import | ``path.pretrain_network_g`` of every BasicSR model read with ``torch.load(weights_only=True)`` \
-on every supported torch (also under ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``); non-finite weights refused |
+code; so are duplicate keys, alias bombs and documents that are not a mapping \
+(:mod:`srflow_plugin.utils.option_file`) |
+| ``BaseModel.load_network`` -> ``utils.checkpoint.load_network_weights_only`` | :func:`install` | import | \
+``path.pretrain_network_g`` of every BasicSR model read with ``torch.load(weights_only=True)`` on every supported \
+torch (also under ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``); non-finite weights refused |
 | ``torch.serialization.add_safe_globals([Counter])`` | :func:`install` | import | ``torch.load(weights_only=True)`` \
 reads BasicSR training states (MultiStepLR's milestones are a ``collections.Counter``) |
 | ``basicsr.utils.dist_util._init_dist_pytorch`` -> :func:`_init_dist_pytorch` | :func:`install` | import | \
