@@ -86,6 +86,32 @@ class FlowLevel(nn.Module):
         return self.squeeze.inverse(z)[0]
 
 
+class NoiseLevelEmbedding(nn.Module):
+    """Gives the flow the standard deviation of the Gaussian noise added to the HR image (noise conditioning,
+    SoftFlow / NCSR): each level's conditioning features u become ``u * (1 + level * gain) + level * bias``, with
+    ``level`` the noise std in 8-bit gray levels (std * 255), one per image. Gain and bias start at zero; at level 0
+    the features pass unchanged, bit for bit, so a network trained without noise behaves as before.
+
+    Args:
+        cond_channels (int): Channels of the conditioning features.
+        num_levels (int): Flow levels (one gain and bias per level).
+    """
+
+    GRAY_LEVELS = 255.0
+
+    def __init__(self, cond_channels, num_levels):
+        super().__init__()
+        self.gain = nn.Parameter(torch.zeros(num_levels, cond_channels))
+        self.bias = nn.Parameter(torch.zeros(num_levels, cond_channels))
+
+    def forward(self, features, noise_std):
+        """``features``: one [B, C, H, W] tensor per level; ``noise_std``: [B] (or a float) in image units [0, 1]."""
+        level = torch.as_tensor(noise_std, dtype=features[0].dtype, device=features[0].device)
+        level = (level * self.GRAY_LEVELS).reshape(-1, 1, 1, 1)
+        return [u * (1 + level * gain.view(1, -1, 1, 1)) + level * bias.view(1, -1, 1, 1)
+                for u, gain, bias in zip(features, self.gain, self.bias)]
+
+
 @dataclass
 class SRFlowCondition:
     """Everything the flow needs from one batch of LR images, computed once by :meth:`SRFlowNet.condition`.
@@ -123,6 +149,9 @@ class SRFlowNet(nn.Module):
         hidden_channels (int): Width of the affine sub-networks. Default: 64.
         trunk_skip (str): The encoder's long skip, ``'conv_first'`` (ESRGAN/BasicSR RRDBNet) or ``'trunk'`` (the
             SRFlow release, needed for its checkpoints); see :class:`SRFlowRRDBNet`. Default: ``'conv_first'``.
+        noise_conditioning (bool): Condition the flow on the std of Gaussian noise added to the HR image
+            (:class:`NoiseLevelEmbedding`; ``noise_std`` of :meth:`condition`, 0 when not given). Trained with
+            ``train.noise_conditioning``. Default: False (the release's network).
 
     Attributes:
         memory_saving (bool): Training switch (``train.memory_saving``), off by default: :meth:`encode` then keeps
@@ -140,7 +169,8 @@ class SRFlowNet(nn.Module):
                  flow_steps=16,
                  plain_steps=2,
                  hidden_channels=64,
-                 trunk_skip='conv_first'):
+                 trunk_skip='conv_first',
+                 noise_conditioning=False):
         super().__init__()
         if scale not in (2, 4, 8):
             raise ValueError(f'SRFlowNet supports scale 2, 4 or 8, got scale={scale}')
@@ -160,6 +190,7 @@ class SRFlowNet(nn.Module):
                           split=level < self.num_levels - 1))
             channels = levels[-1].out_channels
         self.levels = nn.ModuleList(levels)
+        self.noise_embedding = NoiseLevelEmbedding(cond_channels, self.num_levels) if noise_conditioning else None
         self.memory_saving = False
 
     # ---------------------------------------------------------------- shapes and inputs
@@ -201,7 +232,7 @@ class SRFlowNet(nn.Module):
             return features
         return [torch.cat([f, F.interpolate(taps, size=f.shape[-2:], mode='nearest')], 1) for f in features]
 
-    def condition(self, lq, precompute=True):
+    def condition(self, lq, precompute=True, noise_std=None):
         """Computes everything that depends only on the LR images (encoder, and the flow's LR-only parts).
 
         Args:
@@ -223,31 +254,39 @@ class SRFlowNet(nn.Module):
         if padded != lq_size:
             lq = F.pad(lq, (0, padded[1] - lq_size[1], 0, padded[0] - lq_size[0]), mode='reflect')
         features = self._level_features(lq)
+        if noise_std is not None:
+            if self.noise_embedding is None:
+                raise ValueError('noise_std was given, but this SRFlowNet was built without noise_conditioning')
+            features = self.noise_embedding(features, noise_std)
         conds = [level.prepare_condition(u) for level, u in zip(self.levels, features)] if precompute else features
         return SRFlowCondition(conds, lq_size, padded, lq.shape[0])
 
-    def _resolve_condition(self, lq, cond):
+    def _resolve_condition(self, lq, cond, noise_std=None):
         if cond is None:
             if lq is None:
                 raise ValueError('give the LR images (lq) or a precomputed condition (cond)')
-            return self.condition(lq, precompute=False)  # used once: preparing steps ahead only costs memory
+            # used once: preparing steps ahead only costs memory
+            return self.condition(lq, precompute=False, noise_std=noise_std)
+        if noise_std is not None:
+            raise ValueError('give noise_std to condition(), which made cond, not with cond')
         return cond
 
     # ---------------------------------------------------------------- encode: HR -> latents
-    def encode(self, gt, lq=None, cond=None):
+    def encode(self, gt, lq=None, cond=None, noise_std=None):
         """Maps HR images to their latents and negative log-likelihood under the model.
 
         Args:
             gt (Tensor): HR images [B, C, scale*h, scale*w] in [0, 1].
             lq (Tensor): LR images [B, C, h, w] (or give ``cond``).
             cond (SRFlowCondition): Precomputed condition of the LR images.
+            noise_std (Tensor | float): With ``lq``: the std of the noise added to ``gt`` (noise conditioning).
 
         Returns:
             tuple: (latents, nll): latents is the list of standardised latents [split latents..., top latent]
             (each ~ N(0, I) under the model), nll the negative log-likelihood in bits per dimension, shape [B].
         """
         self._check_image('gt', gt)
-        cond = self._resolve_condition(lq, cond)
+        cond = self._resolve_condition(lq, cond, noise_std)
         expected = (cond.lq_size[0] * self.scale, cond.lq_size[1] * self.scale)
         if tuple(gt.shape[-2:]) != expected:
             raise ValueError(f'gt of shape {tuple(gt.shape)} is not {self.scale}x the LR size {cond.lq_size} '
@@ -328,8 +367,9 @@ class SRFlowNet(nn.Module):
         if len(batches) != 1 or (batch != 1 and batches != {batch}):
             raise ValueError(f'latents have batch sizes {sorted(batches)}; the condition has batch {batch}')
 
-    def forward(self, lq, gt=None, **decode_kwargs):
-        """``net(lq, gt)`` is :meth:`encode`; ``net(lq, ...)`` is :meth:`decode` (kept one entry for DDP)."""
+    def forward(self, lq, gt=None, noise_std=None, **decode_kwargs):
+        """``net(lq, gt[, noise_std])`` is :meth:`encode`; ``net(lq, ...)`` is :meth:`decode` (kept one entry for
+        DDP)."""
         if gt is not None:
-            return self.encode(gt, lq)
+            return self.encode(gt, lq, noise_std=noise_std)
         return self.decode(lq, **decode_kwargs)

@@ -18,7 +18,7 @@ OUTPUT_FOLDERS = ('models', 'training_states', 'visualization', 'results_root')
 
 
 def check_dataset_paths(opt):
-    """Every ``datasets.<phase>.dataroot_*`` / ``meta_info_file`` must exist (named in the error)."""
+    """Every ``datasets.<phase>.dataroot_*`` / ``meta_info_file`` / ``meta_info`` must exist (named in the error)."""
     for phase, dataset in (opt.get('datasets') or {}).items():
         for key, value in (dataset or {}).items():
             if (key.startswith('dataroot') or key == 'meta_info_file') and value is not None:
@@ -97,6 +97,6 @@ def check_model_needs(opt):
 
 def check_run(opt):
     """At the entry point, right after the option file is parsed: options, dataset paths."""
-    if opt.get('model_type') == 'SRFlowModel':
+    if opt.get('model_type') in ('SRFlowModel', 'RealSRFlowModel'):
         check_options(opt)
     check_dataset_paths(opt)
