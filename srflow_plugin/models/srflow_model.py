@@ -132,8 +132,9 @@ class SRFlowModel(BaseModel):
         self.noise_max_std = None
         if get_option(self.opt, 'train', 'noise_conditioning') is not None:
             if getattr(self._bare(), 'noise_embedding', None) is None:
+                network = self.opt['network_g'].get('type')
                 raise OptionError("Option 'train.noise_conditioning' needs a network conditioned on the noise "
-                                  f"level: set network_g.noise_conditioning: true ({self.opt['network_g'].get('type')})")
+                                  f'level: set network_g.noise_conditioning: true ({network})')
             self.noise_max_std = float(get_option(self.opt, 'train.noise_conditioning', 'max_std'))
             logger.info(f'Noise conditioning: HR + N(0, s^2), s ~ U(0, {self.noise_max_std:g}) per image.')
 
