@@ -37,6 +37,7 @@ from srflow_plugin.tools.tiling import decode_tiled, tile_boxes
 from srflow_plugin.utils.checkpoint import load_srflow
 from srflow_plugin.utils.image import (IMG_EXTENSIONS, NONFINITE_REPORT, check_writable, crop_gt_to_sr, list_images,
                                        nonfinite_pixels, read_image, record_nonfinite, to_image, to_tensor, write_image)
+from srflow_plugin.utils.safe_sampling import decode_safely, repair_summary
 from srflow_plugin.utils.sampling import (draw_noise, image_generator, output_name, output_names, sample_keys, scaled,
                                           temperature_tag)
 
@@ -46,7 +47,7 @@ MIN_LR_SIZE = 2  # the flow's first squeeze needs 2x2 LR pixels
 
 
 @torch.no_grad()
-def sample_image(net, lq, temperatures, num_samples, generator, tile=None, tile_overlap=0):
+def sample_image(net, lq, temperatures, num_samples, generator, tile=None, tile_overlap=0, safe=False, repairs=None):
     """Draws ``num_samples`` super-resolutions of one LR image at every temperature > 0, and one at temperature 0
     (all its latents are zero, so every sample would be the same picture).
 
@@ -64,6 +65,10 @@ def sample_image(net, lq, temperatures, num_samples, generator, tile=None, tile_
         generator (torch.Generator): A CPU generator (:func:`~srflow_plugin.utils.sampling.image_generator`).
         tile (int | None): Tile core size in LR pixels (even) for tiled decoding; None decodes the whole image.
         tile_overlap (int): Context around each tile in LR pixels (even).
+        safe (bool): Repair samples with non-finite or far out-of-range pixels (:mod:`srflow_plugin.utils.
+            safe_sampling`); the others are returned as drawn.
+        repairs (dict | None): Receives (temperature, sample) -> :class:`~srflow_plugin.utils.safe_sampling.Repair`
+            for every sample that was repaired.
 
     Returns:
         dict[(float, int), Tensor]: (temperature, sample) -> HR image [1, C, H, W] on the CPU (not clamped);
@@ -74,9 +79,18 @@ def sample_image(net, lq, temperatures, num_samples, generator, tile=None, tile_
     noise = draw_noise(net, *lq.shape[-2:], max(s for _, s in keys) + 1, generator)
     latents = [scaled(noise[s], t) for t, s in keys]
     if tile:
-        return dict(zip(keys, decode_tiled(net, lq, latents, tile, tile_overlap)))
-    cond = net.condition(lq.to(device))
-    return {key: net.decode(cond=cond, latents=[z.to(device) for z in lat]).cpu() for key, lat in zip(keys, latents)}
+        decode = lambda lat: decode_tiled(net, lq, [lat], tile, tile_overlap)[0]  # noqa: E731
+        samples = dict(zip(keys, decode_tiled(net, lq, latents, tile, tile_overlap)))
+    else:
+        cond = net.condition(lq.to(device))
+        decode = lambda lat: net.decode(cond=cond, latents=[z.to(device) for z in lat]).cpu()  # noqa: E731
+        samples = {key: decode(lat) for key, lat in zip(keys, latents)}
+    if safe:
+        for key, lat in zip(keys, latents):
+            samples[key], repair = decode_safely(decode, lat, samples[key])
+            if repair.pixels and repairs is not None:
+                repairs[key] = repair
+    return samples
 
 
 def mode_image(net, lq, tile=None, tile_overlap=0):
@@ -140,6 +154,9 @@ def parse_args(argv=None):
     parser.add_argument('--grid', action='store_true', help='also write a labelled picture grid per image')
     parser.add_argument('--gt', default=None, help='GT image or folder (GT column of the grids)')
     parser.add_argument('--grid_dir', default=None, help='grid folder; None: <output>_grids')
+    parser.add_argument('--safe_sampling', action='store_true', help='repair samples with non-finite or far '
+                        'out-of-range pixels by redrawing the latents of that region at a lower temperature '
+                        '(srflow_plugin.utils.safe_sampling); off: samples as drawn')
     args = parser.parse_args(argv)
     if args.num_samples < 1:
         parser.error(f'--num_samples must be >= 1, got {args.num_samples}')
@@ -168,12 +185,14 @@ def main(argv=None):
     grid_dir = args.grid_dir or args.output.rstrip('/\\') + '_grids'
     for folder in [args.output] + ([grid_dir] if args.grid else []):
         check_writable(folder)
-    written, nonfinite = [], {}
+    written, nonfinite, repairs = [], {}, []
     for path, name in tqdm(list(zip(images, names)), unit='image', desc='SRFlow sampling'):
         lq_img = read_image(path, min_size=MIN_LR_SIZE)
         lq = to_tensor(lq_img)
+        image_repairs = {}
         samples = sample_image(net, lq, args.temperatures, args.num_samples, image_generator(args.seed, name),
-                               args.tile, args.tile_overlap)
+                               args.tile, args.tile_overlap, args.safe_sampling, image_repairs)
+        repairs += image_repairs.values()
         sample_imgs = {key: to_image(sr) for key, sr in samples.items()}
         for (t, s), img in sample_imgs.items():
             out = osp.join(args.output, output_name(name, t, s))
@@ -196,6 +215,8 @@ def main(argv=None):
                         osp.join(grid_dir, f'{name}_grid.png'))
     print(f'Wrote {len(written)} samples of {len(images)} image(s) to {args.output}'
           + (f' and grids to {grid_dir}' if args.grid else ''))
+    if args.safe_sampling:
+        print(repair_summary(repairs))
     if nonfinite:
         per_t = {}
         for (_, t), bad in nonfinite.items():
