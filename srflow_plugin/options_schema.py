@@ -126,39 +126,42 @@ def anything(key, value):
 REALESRNET = 'basicsr (RealESRNetModel)'
 _probability = number(low=0, high=1)
 _range = list_of(number(low=0), length=2)
+
+
+def _degradation_stage(stage, suffix, resize_prob, resize_range, noise_range, poisson_scale_range):
+    """The option keys of one of Real-ESRGAN's two degradation stages (``suffix`` '' or '2'), with its defaults."""
+    name = f'{stage} degradation'
+    return OrderedDict([
+        (f'resize_prob{suffix}', Option(resize_prob, REALESRNET, f'{name}: probabilities of resizing up, down, '
+                                        'keep.', list_of(_probability, length=3))),
+        (f'resize_range{suffix}', Option(resize_range, REALESRNET, f'{name}: range of the resize factor.', _range)),
+        (f'gaussian_noise_prob{suffix}', Option(0.5, REALESRNET, f'{name}: probability of Gaussian (else Poisson) '
+                                                'noise.', _probability)),
+        (f'noise_range{suffix}', Option(noise_range, REALESRNET, f'{name}: Gaussian noise sigma range (8-bit '
+                                        'levels).', _range)),
+        (f'poisson_scale_range{suffix}', Option(poisson_scale_range, REALESRNET, f'{name}: Poisson noise scale '
+                                                'range.', _range)),
+        (f'gray_noise_prob{suffix}', Option(0.4, REALESRNET, f'{name}: probability of gray noise (the same on all '
+                                            'channels).', _probability)),
+        (f'jpeg_range{suffix}', Option([30, 95], REALESRNET, f'{name}: JPEG quality range (DiffJPEG).',
+                                       list_of(number(low=1, high=100), length=2))),
+    ])
+
+
 REAL_DEGRADATION = OrderedDict(
     high_order_degradation=Option(True, REALESRNET, 'Synthesise the LR batch from the GT crops (RealSRFlowModel); '
                                   'false: train on the dataset\'s own LR images.', boolean),
     gt_usm=Option(True, REALESRNET, 'Sharpen the GT with unsharp masking (USMSharp) before degrading it; the flow '
                   'then models the sharpened GT.', boolean),
-    resize_prob=Option([0.2, 0.7, 0.1], REALESRNET, 'First degradation: probabilities of resizing up, down, keep.',
-                       list_of(_probability, length=3)),
-    resize_range=Option([0.15, 1.5], REALESRNET, 'First degradation: range of the resize factor.', _range),
-    gaussian_noise_prob=Option(0.5, REALESRNET, 'First degradation: Gaussian (else Poisson) noise probability.',
-                               _probability),
-    noise_range=Option([1, 30], REALESRNET, 'First degradation: Gaussian noise sigma range (8-bit levels).', _range),
-    poisson_scale_range=Option([0.05, 3], REALESRNET, 'First degradation: Poisson noise scale range.', _range),
-    gray_noise_prob=Option(0.4, REALESRNET, 'First degradation: probability of gray (same on all channels) noise.',
-                           _probability),
-    jpeg_range=Option([30, 95], REALESRNET, 'First degradation: JPEG quality range (DiffJPEG).',
-                      list_of(number(low=1, high=100), length=2)),
+    **_degradation_stage('First', '', [0.2, 0.7, 0.1], [0.15, 1.5], [1, 30], [0.05, 3]),
     second_blur_prob=Option(0.8, REALESRNET, 'Second degradation: probability of blurring with `kernel2`.',
                             _probability),
-    resize_prob2=Option([0.3, 0.4, 0.3], REALESRNET, 'Second degradation: probabilities of up, down, keep.',
-                        list_of(_probability, length=3)),
-    resize_range2=Option([0.3, 1.2], REALESRNET, 'Second degradation: range of the resize factor.', _range),
-    gaussian_noise_prob2=Option(0.5, REALESRNET, 'Second degradation: Gaussian (else Poisson) noise probability.',
-                                _probability),
-    noise_range2=Option([1, 25], REALESRNET, 'Second degradation: Gaussian noise sigma range.', _range),
-    poisson_scale_range2=Option([0.05, 2.5], REALESRNET, 'Second degradation: Poisson noise scale range.', _range),
-    gray_noise_prob2=Option(0.4, REALESRNET, 'Second degradation: probability of gray noise.', _probability),
-    jpeg_range2=Option([30, 95], REALESRNET, 'Second degradation: JPEG quality range.',
-                       list_of(number(low=1, high=100), length=2)),
+    **_degradation_stage('Second', '2', [0.3, 0.4, 0.3], [0.3, 1.2], [1, 25], [0.05, 2.5]),
     gt_size=Option(None, REALESRNET, 'GT crop size after the degradation (paired_random_crop of the GT and the '
                    'synthesised LR); required by RealSRFlowModel, a multiple of 2 * scale.',
                    number(low=2, integer=True)),
     queue_size=Option(180, REALESRNET, 'Training pair pool that mixes degradations across batches (a multiple of '
-                      'the batch size); 0: no pool (a plugin addition; BasicSR has none).',
+                      'the batch size); 0: no pool (a plugin addition: BasicSR\'s model always pools).',
                       number(low=0, integer=True)),
 )
 
