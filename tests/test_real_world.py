@@ -9,9 +9,10 @@ import pytest
 import torch
 from basicsr.data import build_dataset
 from basicsr.models.realesrnet_model import RealESRNetModel
-from basicsr.utils.registry import MODEL_REGISTRY
+from basicsr.utils.registry import DATASET_REGISTRY, MODEL_REGISTRY
 
 from helpers_train import SCALE, TINY_NET, make_opt, smooth_images
+from srflow_plugin.data import RealESRGANCropDataset
 from srflow_plugin.models import RealSRFlowModel
 from srflow_plugin.models.realsrflow_model import ContiguousDiffJPEG
 from srflow_plugin.options_schema import OptionError
@@ -30,8 +31,8 @@ def dataset_options(root, n=3):
     meta = osp.join(root, 'meta_info.txt')
     with open(meta, 'w') as f:
         f.write('\n'.join(names) + '\n')
-    return dict(name='real', type='RealESRGANDataset', phase='train', dataroot_gt=root, meta_info=meta,
-                io_backend={'type': 'disk'}, blur_kernel_size=21, kernel_list=KERNELS,
+    return dict(name='real', type='RealESRGANCropDataset', crop_pad_size=64, phase='train', dataroot_gt=root,
+                meta_info=meta, io_backend={'type': 'disk'}, blur_kernel_size=21, kernel_list=KERNELS,
                 kernel_prob=[0.45, 0.25, 0.12, 0.03, 0.12, 0.03], sinc_prob=0.1, blur_sigma=[0.2, 3],
                 betag_range=[0.5, 4], betap_range=[1, 2], blur_kernel_size2=21, kernel_list2=KERNELS,
                 kernel_prob2=[0.45, 0.25, 0.12, 0.03, 0.12, 0.03], sinc_prob2=0.1, blur_sigma2=[0.2, 1.5],
@@ -40,12 +41,8 @@ def dataset_options(root, n=3):
 
 
 def batch(dataset, indices):
-    """A training batch of the dataset, its GT (padded to 400 x 400 by the dataset) cut to 64 x 64 to keep this
-    quick."""
     items = [dataset[i] for i in indices]
-    data = {key: torch.stack([item[key] for item in items]) for key in ('gt', 'kernel1', 'kernel2', 'sinc_kernel')}
-    data['gt'] = data['gt'][..., :64, :64].contiguous()
-    return data
+    return {key: torch.stack([item[key] for item in items]) for key in ('gt', 'kernel1', 'kernel2', 'sinc_kernel')}
 
 
 def seed_all(seed):
@@ -60,6 +57,21 @@ def real_opt(tmp_path, **extra):
 
 def test_registered_beside_srflow_model():
     assert MODEL_REGISTRY.get('RealSRFlowModel') is RealSRFlowModel
+    assert DATASET_REGISTRY.get('RealESRGANCropDataset') is RealESRGANCropDataset
+
+
+def test_crop_dataset_gives_the_image_at_its_own_size_with_basicsr_kernels(tmp_path):
+    """64 x 64 images, crop_pad_size 64: the GT is the image itself (or its mirror), not BasicSR's 400 x 400
+    reflection-padded canvas; kernels as RealESRGANDataset draws them (21 x 21)."""
+    seed_all(0)
+    dataset = build_dataset(dataset_options(str(tmp_path / 'gt')))
+    item = dataset[0]
+    image = torch.from_numpy(cv2.imread(str(tmp_path / 'gt' / 'img0.png'))[..., ::-1].copy()).permute(2, 0, 1) / 255
+    assert item['gt'].shape == (3, 64, 64)
+    assert torch.allclose(item['gt'], image, atol=1e-6) or torch.allclose(item['gt'], image.flip(-1), atol=1e-6)
+    assert item['kernel1'].shape == item['kernel2'].shape == item['sinc_kernel'].shape == (21, 21)
+    with pytest.raises(ValueError, match="crop_pad_size' = 500"):
+        build_dataset(dict(dataset_options(str(tmp_path / 'gt')), crop_pad_size=500))
 
 
 def test_lr_equals_basicsr_realesrnet_pipeline_under_the_same_seed(tmp_path, monkeypatch):
