@@ -86,6 +86,7 @@ setup(
     description='SRFlow super-resolution with a conditional normalizing flow, as a BasicSR plugin',
     long_description=open(os.path.join(HERE, 'README.md'), encoding='utf-8').read(),
     long_description_content_type='text/markdown',
+    license='Apache License 2.0',
     python_requires='>=3.9',  # math.lcm
     packages=find_packages(include=['srflow_plugin', 'srflow_plugin.*']),
     py_modules=['srflow_plugin_boot'],
@@ -107,7 +108,7 @@ setup(
         'tqdm',
         'scikit-image',
     ],
-    extras_require={'test': ['pytest']},
+    extras_require={'test': ['pytest', 'flake8']},
     entry_points={
         'console_scripts': [
             'srflow-train = srflow_plugin.train:main',

@@ -77,5 +77,3 @@ def install():
     """Put the hook first on ``sys.meta_path``; calling it again does nothing."""
     if not any(isinstance(finder, _Finder) for finder in sys.meta_path):
         sys.meta_path.insert(0, _Finder())
-
-

@@ -4,6 +4,16 @@ import time
 
 import torch
 
+# a few-second stand-in for the released layouts, for the benchmarks' dry runs (scripts/gpu_check.sh --dry-run)
+TINY_CONFIG = dict(scale=4, num_feat=8, num_block=2, num_grow_ch=4, tap_blocks=(0, 1), flow_steps=2, plain_steps=1,
+                   hidden_channels=8)
+
+
+def presets():
+    """Layout name -> SRFlowNet arguments: the release's (SRFlow_DF2K_4X, ...) and ``tiny``."""
+    from srflow_plugin.archs import RELEASED_CONFIGS
+    return dict(RELEASED_CONFIGS, tiny=TINY_CONFIG)
+
 
 def sync(device):
     """Waits for queued CUDA work, so that wall-clock times include it."""

@@ -1,4 +1,4 @@
-"""Multi-seed training on the demo's photographs with the spike guard on and off (issue 11's configuration).
+"""Multi-seed training on the demo's photographs with the spike guard on and off.
 
     python scripts/benchmark_guard.py                        # 1500 iterations, seeds 0 1 2, guard on and off
     python scripts/benchmark_guard.py --iters 400 --seeds 0 1 --threads 1

@@ -2,6 +2,7 @@
 
     python scripts/benchmark_sampling.py                       # released x4 layout, 40x40 LR, 10 samples, CPU
     python scripts/benchmark_sampling.py --preset SRFlow_DF2K_8X --lr_size 24 --samples 8 --device cuda
+    python scripts/benchmark_sampling.py --lr_size 160 --samples 10 --device cuda   # as scripts/gpu_check.sh
 
 Every path decodes the same latents on the same weights (random, ActNorm initialised on a random batch as in
 training, then slightly perturbed so that every sub-network shapes the output):
@@ -20,15 +21,15 @@ from unittest import mock
 
 import torch
 
-from benchmark_common import peak_memory_line, timed
-from srflow_plugin.archs import RELEASED_CONFIGS, SRFlowNet
+from benchmark_common import peak_memory_line, presets, timed
+from srflow_plugin.archs import SRFlowNet
 from srflow_plugin.archs.flow_layers import FlowStep
 from srflow_plugin.utils.allocator import keep_freed_memory
 
 
 def old_inverse():
     """The step inverse as it was: every layer's inverse in turn, log-dets computed and dropped."""
-    return mock.patch.object(FlowStep, 'reverse', lambda step, y, cond=None: step.inverse(y, cond)[0])
+    return mock.patch.object(FlowStep, 'fast_inverse', lambda step, y, cond=None: step.inverse(y, cond)[0])
 
 
 def _bytes(obj):
@@ -39,7 +40,7 @@ def _bytes(obj):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--preset', default='SRFlow_DF2K_4X', choices=sorted(RELEASED_CONFIGS))
+    parser.add_argument('--preset', default='SRFlow_DF2K_4X', choices=sorted(presets()))
     parser.add_argument('--lr_size', type=int, default=40, help='LR height and width')
     parser.add_argument('--samples', type=int, default=10)
     parser.add_argument('--temperature', type=float, default=0.9)
@@ -49,7 +50,7 @@ def main(argv=None):
 
     device = torch.device(args.device)
     torch.manual_seed(0)
-    net = SRFlowNet(**RELEASED_CONFIGS[args.preset]).to(device)
+    net = SRFlowNet(**presets()[args.preset]).to(device)
     size, n = args.lr_size, args.samples
     gt = torch.rand(2, 3, size * net.scale, size * net.scale, device=device)
     with torch.no_grad():

@@ -3,30 +3,39 @@
     python scripts/benchmark_training.py                       # released x4 layout, batch 4 x 160x160 GT, CPU
     python scripts/benchmark_training.py --memory_budget 8GB   # + the largest batch that fits, for both paths
     python scripts/benchmark_training.py --patch 160 --batch 12 --device cuda   # the release's x4 recipe on a GPU
+    python scripts/benchmark_training.py --batch 12 --device cuda --paths plain memory_saving bf16 fp16 \
+        --largest_batch 512                                    # as scripts/gpu_check.sh: + the largest batch that fits
     python scripts/benchmark_training.py --frozen_encoder      # as during train_rrdb_delay
 
 Paths: ``plain`` (float32, activations stored), ``memory_saving`` (train.memory_saving: the flow's activations
-reconstructed from its inverse in backward, RRDB blocks checkpointed) and ``bf16`` (train.amp: bf16). Each path
+reconstructed from its inverse in backward, RRDB blocks checkpointed), ``bf16`` (train.amp: bf16) and ``fp16``
+(train.amp: fp16, with a gradient scaler as in training; not run by default). Each path
 runs in its own process on the same weights and batch, so that its peak memory is its own: on the CPU the peak
 resident memory of the process (large frees go back to the system), on CUDA the peak allocated memory. "above
 runtime" is that peak minus what the process held before its first tensor (the interpreter and torch's libraries):
 on the CPU the figure that corresponds to CUDA's allocated peak. "step memory" is the peak minus what was resident
 before the step (weights, Adam state, inputs). The gradient
 difference compares the first step's gradients with the plain path's (max over parameters of |g - g_plain| /
-|g_plain|). Random (slightly perturbed initial) weights and images. Figures, not assertions.
+|g_plain|); "last NLL" is the loss of the last step, after the same updates on every path. ``--largest_batch N``
+finds the largest batch whose step runs without running out of memory (one process per try, at most 5 per path:
+on CUDA from the batch that the measured step memory predicts for the whole GPU, on the CPU doubling from the
+batch; then halving the gap to 1/16; at most N), on CUDA the figure to read. Random (slightly perturbed initial) weights
+and images. Figures, not assertions.
 """
 import argparse
 import os
+import queue as queues
 import re
 import tempfile
 
 import torch
 import torch.multiprocessing as mp
 
-from benchmark_common import timed
+from benchmark_common import presets, timed
 from srflow_plugin.utils.allocator import keep_freed_memory
 
-PATHS = {'plain': (False, None), 'memory_saving': (True, None), 'bf16': (False, 'bf16')}
+PATHS = {'plain': (False, None), 'memory_saving': (True, None), 'bf16': (False, 'bf16'), 'fp16': (False, 'fp16')}
+DEFAULT_PATHS = ['plain', 'memory_saving', 'bf16']
 
 
 def _resident_bytes():
@@ -47,7 +56,14 @@ def _current_bytes(device):
 
 def run_path(args, path, batch, steps, grad_file, queue):
     """One path in this (fresh) process: warm-up step (its gradients saved), then ``steps`` timed steps."""
-    from srflow_plugin.archs import RELEASED_CONFIGS, SRFlowNet
+    try:
+        queue.put(_run_path(args, path, batch, steps, grad_file))
+    except torch.cuda.OutOfMemoryError:
+        queue.put(dict(out_of_memory=True))
+
+
+def _run_path(args, path, batch, steps, grad_file):
+    from srflow_plugin.archs import SRFlowNet
     from srflow_plugin.archs.srflow_arch import mixed_precision
 
     torch.set_num_threads(args.threads)
@@ -56,7 +72,7 @@ def run_path(args, path, batch, steps, grad_file, queue):
     device = torch.device(args.device)
     runtime = _current_bytes(device)  # the interpreter, torch and its libraries: no tensor of this run yet
     torch.manual_seed(0)
-    net = SRFlowNet(**RELEASED_CONFIGS[args.preset]).train().to(device)
+    net = SRFlowNet(**presets()[args.preset]).train().to(device)
     generator = torch.Generator().manual_seed(1)
     gt = torch.rand(batch, 3, args.patch, args.patch, generator=generator).to(device)
     lq = torch.nn.functional.avg_pool2d(gt, net.scale)
@@ -71,16 +87,19 @@ def run_path(args, path, batch, steps, grad_file, queue):
     net.encoder.requires_grad_(not args.frozen_encoder)
     net.encoder.train(not args.frozen_encoder)
     optimizer = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=1e-4)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == 'fp16')  # as SRFlowModel trains with fp16
     nlls = []
 
     def step(save_grads=False):
         optimizer.zero_grad(set_to_none=True)
         with mixed_precision(net, precision):
             nll = net.encode(gt, lq)[1].mean()
-        nll.backward()
+        scaler.scale(nll).backward()
+        scaler.unscale_(optimizer)
         if save_grads:
             torch.save({n: p.grad.double() for n, p in net.named_parameters() if p.grad is not None}, grad_file)
-        optimizer.step()
+        scaler.step(optimizer)
+        scaler.update()
         nlls.append(nll.item())
 
     if device.type == 'cuda':
@@ -89,17 +108,19 @@ def run_path(args, path, batch, steps, grad_file, queue):
     before = _current_bytes(device)
     seconds = timed(step, device, steps) if steps else float('nan')
     peak = _peak_bytes(device)
-    queue.put(dict(seconds=seconds, peak=peak, step=peak - before, tensors=peak - runtime, nll=nlls[0]))
+    capacity = torch.cuda.get_device_properties(device).total_memory if device.type == 'cuda' else None
+    return dict(seconds=seconds, peak=peak, step=peak - before, tensors=peak - runtime, nll=nlls[0], last_nll=nlls[-1],
+                capacity=capacity, out_of_memory=False)
 
 
 def saved_activations(args):
     """Bytes autograd keeps for backward after one forward (NLL) pass, per path, in this process: the bulk of a
     training step's peak memory, at a fraction of the cost of a full step."""
-    from srflow_plugin.archs import RELEASED_CONFIGS, SRFlowNet
+    from srflow_plugin.archs import SRFlowNet
     from srflow_plugin.archs.srflow_arch import mixed_precision
 
     torch.manual_seed(0)
-    net = SRFlowNet(**RELEASED_CONFIGS[args.preset]).to(args.device).train()
+    net = SRFlowNet(**presets()[args.preset]).to(args.device).train()
     net.encoder.requires_grad_(not args.frozen_encoder)
     gt = torch.rand(args.batch, 3, args.patch, args.patch, device=args.device)
     lq = torch.nn.functional.avg_pool2d(gt, net.scale)
@@ -120,16 +141,55 @@ def saved_activations(args):
     return sizes
 
 
-def measure(args, path, batch, steps, grad_file=None):
+def measure(args, path, batch, steps, grad_file=None, may_run_out=False):
+    """:func:`run_path` in a fresh process; its result, or None when it ran out of memory and ``may_run_out``."""
     context = mp.get_context('spawn')
     queue = context.Queue()
     process = context.Process(target=run_path, args=(args, path, batch, steps, grad_file, queue))
     process.start()
-    result = queue.get()
+    result = None
+    while result is None:
+        try:
+            result = queue.get(timeout=5)
+        except queues.Empty:
+            if not process.is_alive():
+                break
     process.join()
-    if process.exitcode != 0:
-        raise SystemExit(f'the {path} run (batch {batch}) failed with exit code {process.exitcode}')
-    return result
+    if result is None or process.exitcode != 0 or (result['out_of_memory'] and not may_run_out):
+        status = 'ran out of memory' if result and result['out_of_memory'] else f'exit code {process.exitcode}'
+        raise SystemExit(f'the {path} run (batch {batch}) failed: {status}')
+    return None if result['out_of_memory'] else result
+
+
+def largest_batch(args, path, measured, limit, max_tries=5):
+    """(largest batch found to fit, the smallest batch that did not fit or None, tries), at most ``limit``. A batch
+    fits when one training step (Adam's state included) runs. On CUDA the first try is the batch that the step
+    memory of ``measured`` (the path's result at ``args.batch``) predicts for the whole GPU, then 1.25x steps up or
+    down; on the CPU, doubling from ``args.batch``. Then the gap is halved until it is at most 1/16 of the batch."""
+    fits, fails, tries = 0, None, 0
+    if measured['capacity']:
+        fixed = measured['peak'] - measured['step']  # weights, Adam's state, the batch
+        batch, growth = int((measured['capacity'] - fixed) / (measured['step'] / args.batch)), 1.25
+    else:
+        batch, growth = args.batch, 2.0
+    batch = max(1, min(batch, limit))
+    while tries < max_tries:
+        tries += 1
+        if measure(args, path, batch, 0, may_run_out=True) is not None:
+            fits = batch
+        else:
+            fails = batch
+        if fails is not None and fails - fits <= max(1, fits // 16) or fails is None and fits == limit:
+            break
+        if fails is None:
+            batch = min(limit, max(fits + 1, int(fits * growth)))
+        elif fits == 0:
+            batch = max(1, int(fails / growth))
+            if batch == fails:
+                break
+        else:
+            batch = (fits + fails) // 2
+    return fits, fails, tries
 
 
 def gradient_difference(file, reference_file):
@@ -147,16 +207,16 @@ def parse_bytes(text):
 
 
 def main(argv=None):
-    from srflow_plugin.archs import RELEASED_CONFIGS
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--preset', default='SRFlow_DF2K_4X', choices=sorted(RELEASED_CONFIGS))
+    parser.add_argument('--preset', default='SRFlow_DF2K_4X', choices=sorted(presets()))
     parser.add_argument('--patch', type=int, default=160, help='GT patch size (a multiple of 2 x scale)')
     parser.add_argument('--batch', type=int, default=4)
     parser.add_argument('--steps', type=int, default=2, help='timed steps per path, after one warm-up step')
-    parser.add_argument('--paths', nargs='+', default=list(PATHS), choices=list(PATHS))
+    parser.add_argument('--paths', nargs='+', default=DEFAULT_PATHS, choices=list(PATHS))
     parser.add_argument('--memory_budget', type=parse_bytes, default=None,
                         help='e.g. 8GB: print the largest batch whose peak fits, for each path')
+    parser.add_argument('--largest_batch', type=int, default=None, metavar='N',
+                        help='find the largest batch up to N whose training step runs (plain and memory_saving)')
     parser.add_argument('--frozen_encoder', action='store_true', help='no gradients for the encoder')
     parser.add_argument('--activations_only', action='store_true',
                         help='only the bytes kept for backward after one forward pass per path (fast)')
@@ -169,7 +229,7 @@ def main(argv=None):
     parser.add_argument('--threads', type=int, default=torch.get_num_threads())
     parser.add_argument('--device', default='cpu')
     args = parser.parse_args(argv)
-    scale = RELEASED_CONFIGS[args.preset]['scale']
+    scale = presets()[args.preset]['scale']
     if args.patch % (2 * scale):
         raise SystemExit(f'--patch {args.patch} is not a multiple of 2 x scale = {2 * scale}')
     if not args.keep_freed_memory:
@@ -195,12 +255,12 @@ def main(argv=None):
             grad_files['float64'] = os.path.join(tmp, 'float64.pt')
             measure(args, 'float64', args.batch, 0, grad_files['float64'])
         base = results.get('plain')
+        ratios = f' {"time":>6s} {"peak":>6s} {"above":>6s} {"step":>6s} {"NLL diff":>9s} {"grad diff":>9s}'
         print(f'  {"path":<14s} {"step time":>10s} {"peak memory":>12s} {"above runtime":>14s} {"step memory":>12s}'
-              + (f' {"time":>6s} {"peak":>6s} {"above":>6s} {"step":>6s} {"NLL diff":>9s} {"grad diff":>9s}'
-                 if base else '') + (f' {"vs fp64":>9s}' if args.float64_reference else ''))
+              f' {"last NLL":>9s}' + (ratios if base else '') + (f' {"vs fp64":>9s}' if args.float64_reference else ''))
         for path, r in results.items():
             line = (f'  {path:<14s} {r["seconds"]:9.2f}s {r["peak"] / 2**30:9.2f} GiB {r["tensors"] / 2**30:10.2f} GiB '
-                    f'{r["step"] / 2**30:8.2f} GiB')
+                    f'{r["step"] / 2**30:8.2f} GiB {r["last_nll"]:9.4f}')
             if base:
                 diff = gradient_difference(grad_files[path], grad_files['plain'])
                 line += (f' {r["seconds"] / base["seconds"]:5.2f}x {r["peak"] / base["peak"]:5.2f}x '
@@ -210,9 +270,10 @@ def main(argv=None):
                 line += f' {gradient_difference(grad_files[path], grad_files["float64"]):9.2e}'
             print(line)
     if base:
-        print('  (ratios: path / plain; NLL diff in bits/dim on the first step; grad diff: max over parameters of '
-              '|g - g_plain| / |g_plain|' + ('; vs fp64: the same against the float64 gradients' if
-                                              args.float64_reference else '') + ')')
+        print(f'  (last NLL: bits/dim at step {args.steps + 1}, after the same {args.steps} updates on every path; '
+              'ratios: path / plain; NLL diff in bits/dim on the first step; grad diff: max over parameters of '
+              '|g - g_plain| / |g_plain|' +
+              ('; vs fp64: the same against the float64 gradients' if args.float64_reference else '') + ')')
     if args.memory_budget is not None:
         print(f'  largest batch within {args.memory_budget / 2**30:.1f} GiB (peak memory, linear in the batch from '
               f'batch 1 and batch {args.batch}):')
@@ -223,6 +284,16 @@ def main(argv=None):
             largest = int((args.memory_budget - fixed) // per_sample) if per_sample > 0 else float('inf')
             print(f'    {path:<14s} {max(largest, 0):4d}  ({fixed / 2**30:.2f} GiB + {per_sample / 2**30:.2f} GiB '
                   'per sample)')
+
+    if args.largest_batch is not None:
+        print(f'  largest batch whose training step runs on {args.device} (tried up to {args.largest_batch}, one '
+              'process per try):')
+        for path in [p for p in ('plain', 'memory_saving') if p in results]:
+            fits, fails, tries = largest_batch(args, path, results[path], args.largest_batch)
+            bound = (f'{fails} did not fit' if fails is not None else
+                     f'the limit {args.largest_batch} fit, more may' if fits == args.largest_batch else
+                     'more may fit')
+            print(f'    {path:<14s} {fits:4d}  ({bound}; {tries} tries)')
 
 
 if __name__ == '__main__':

@@ -154,8 +154,8 @@ def untrained_network(opt):
 def picture_grid(net, lq, gt, path, seed=0):
     """LR (nearest), bicubic, tau = 0, three samples at tau = 0.8 and GT side by side, labelled; the samples are
     those ``srflow-sample --seed <seed> --temperatures 0 0.8`` draws."""
-    samples = {key: to_image(sr) for key, sr in sample_image(net.eval(), to_tensor(lq), [0.0, 0.8], 3,
-                                                              image_generator(seed, VAL_PHOTO)).items()}
+    drawn = sample_image(net.eval(), to_tensor(lq), [0.0, 0.8], 3, image_generator(seed, VAL_PHOTO))
+    samples = {key: to_image(sr) for key, sr in drawn.items()}
     tiles = [('LR (nearest)', nearest_upscale(lq, SCALE)), ('bicubic', bicubic_upscale(lq, SCALE)),
              ('tau=0', samples[(0.0, 0)])]
     tiles += [(f'tau=0.8 #{k + 1}', samples[(0.8, k)]) for k in range(3)]

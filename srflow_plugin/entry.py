@@ -28,14 +28,20 @@ def command_line(prog, description, training):
     return parser
 
 
-def checked_parse_options(parse_options):
+def checked_parse_options(parse_options, prog):
     """BasicSR's ``parse_options`` followed by the plugin's checks of the parsed options (before any data loader
-    or model is built)."""
+    or model is built). A bad option file or option ends the command with one line ``<prog>: error: ...`` (exit
+    status 1)."""
+    import yaml
+
     from srflow_plugin.models.preflight import check_run
 
     def parse(root_path, is_train=True):
-        opt, args = parse_options(root_path, is_train)
-        check_run(opt)
+        try:
+            opt, args = parse_options(root_path, is_train)
+            check_run(opt)
+        except (OSError, ValueError, RuntimeError, yaml.YAMLError) as error:
+            raise SystemExit(f'{prog}: error: {" ".join(str(error).split())}') from error
         return opt, args
 
     return parse

@@ -20,6 +20,8 @@ import difflib
 import math
 from collections import OrderedDict, namedtuple
 
+from srflow_plugin.utils.paths import path_component
+
 Option = namedtuple('Option', ['default', 'owner', 'doc', 'check'])
 Section = namedtuple('Section', ['keys', 'closed', 'doc'])
 
@@ -88,6 +90,25 @@ def list_of(item_check, min_len=1, length=None):
     return check
 
 
+def heat_list(key, value):
+    """Temperatures >= 0 that differ as written in sample file names (0.5 and 0.50 would write the same files)."""
+    list_of(number(low=0))(key, value)
+    from srflow_plugin.utils.sampling import temperature_tag
+    tags = [temperature_tag(t) for t in value]
+    if len(set(tags)) < len(tags):
+        raise _fail(key, value, f'repeats a temperature as written in file names ({" ".join(tags)}): the samples '
+                    'would overwrite each other')
+
+
+def file_name(key, value):
+    """A non-empty string that is one file name (it becomes part of an output path)."""
+    text(key, value)
+    try:
+        path_component(value, f"Option '{key}'")
+    except ValueError as error:
+        raise OptionError(str(error)) from error
+
+
 def loss_options(key, value):
     mapping(key, value)
     text(f'{key}.type', value.get('type'))
@@ -148,6 +169,11 @@ def _degradation_stage(stage, suffix, resize_prob, resize_range, noise_range, po
     ])
 
 
+TOP_LEVEL_DOC = ('Top-level keys the plugin checks (all other top-level keys belong to BasicSR). The keys after '
+                 '`num_gpu` drive `RealSRFlowModel`\'s synthesis of LR images (BasicSR\'s '
+                 '`RealESRNetModel.feed_data`, the keys of Real-ESRGAN\'s `options/train_realesrnet_x4plus.yml`, whose '
+                 'values are the defaults here); the blur kernels come from the dataset, `type: RealESRGANDataset` '
+                 '(docs/real-world.md).')
 REAL_DEGRADATION = OrderedDict(
     high_order_degradation=Option(True, REALESRNET, 'Synthesise the LR batch from the GT crops (RealSRFlowModel); '
                                   'false: train on the dataset\'s own LR images.', boolean),
@@ -170,10 +196,7 @@ SCHEMA = OrderedDict([
         num_gpu=Option('auto', BASICSR, 'Number of CUDA devices; 0 runs on the CPU, auto uses all there are. '
                        'Checked against the machine when the model is built.', num_gpu),
         **REAL_DEGRADATION,
-    ), False, 'Top-level keys the plugin checks (all other top-level keys belong to BasicSR). The keys after '
-       '`num_gpu` drive `RealSRFlowModel`\'s synthesis of LR images (BasicSR\'s `RealESRNetModel.feed_data`, the '
-       'keys of Real-ESRGAN\'s `options/train_realesrnet_x4plus.yml`, whose values are the defaults here); '
-       'the blur kernels come from the dataset, `type: RealESRGANDataset` (docs/real-world.md).')),
+    ), False, TOP_LEVEL_DOC)),
     ('train', Section(OrderedDict(
         # read by the plugin
         nll_opt=Option({'type': 'FlowNLLLoss'}, PLUGIN,
@@ -239,7 +262,7 @@ SCHEMA = OrderedDict([
         weight_decay=Option(0, BASICSR, 'Weight decay.', number(low=0)),
         eps=Option(1e-8, BASICSR, 'Adam\'s eps.', number(low=0, low_open=True)),
     ), False, 'Optimizer of the flow (and of the encoder unless `optim_rrdb` overrides); other keyword arguments of '
-       'the optimizer class are passed on unchecked.')),
+        'the optimizer class are passed on unchecked.')),
     ('train.optim_rrdb', Section(OrderedDict(
         lr=Option(None, PLUGIN, 'Learning rate of the encoder group (~: optim_g\'s).', number(low=0)),
         betas=Option(None, PLUGIN, 'Adam\'s betas of the encoder group.', list_of(number(low=0, high=1), length=2)),
@@ -277,7 +300,7 @@ SCHEMA = OrderedDict([
     ), True, 'Noise conditioning (docs/real-world.md).')),
     ('val', Section(OrderedDict(
         heats=Option(VAL_HEATS, PLUGIN, 'Temperatures tau at which samples are drawn and metrics computed. '
-                     'Metric keys get the suffix `_t<tau>` (e.g. `psnr_t0.75`).', list_of(number(low=0))),
+                     'Metric keys get the suffix `_t<tau>` (e.g. `psnr_t0.75`).', heat_list),
         n_sample=Option(3, PLUGIN, 'Samples per image and heat (tau = 0 is deterministic: one sample).',
                         number(low=1, integer=True)),
         seed=Option(0, PLUGIN, 'Base seed of the sampling noise; each image gets its own generator seeded '
@@ -309,7 +332,7 @@ SCHEMA = OrderedDict([
         metrics=Option(None, BASICSR, 'BasicSR metric options, e.g. `psnr: {type: calculate_psnr, '
                        'crop_border: 4}`; `better: lower` for LPIPS. Each is computed at every heat.', mapping),
         pbar=Option(False, BASICSR, 'Show a progress bar.', boolean),
-        suffix=Option(None, BASICSR, 'Suffix of saved image names in testing.', text),
+        suffix=Option(None, BASICSR, 'Suffix of saved image names in testing.', file_name),
     ), True, 'Validation (training) and testing.')),
     ('path', Section(OrderedDict(
         pretrain_network_rrdb=Option(None, PLUGIN, 'Pretrained LR encoder (BasicSR RRDBNet/SRFlowRRDBNet '

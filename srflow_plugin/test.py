@@ -13,6 +13,7 @@ from basicsr.utils.options import parse_options
 
 from srflow_plugin.entry import checked_parse_options, command_line
 from srflow_plugin.utils.allocator import keep_freed_memory
+from srflow_plugin.utils.basicsr_compat import change_test_pipeline
 
 DESCRIPTION = ('Test a trained SRFlow model with BasicSR\'s test pipeline: samples every test image at the '
                'temperatures val.heats, writes them to results/<name>/visualization/ and the metrics (and NLL) to '
@@ -22,7 +23,7 @@ DESCRIPTION = ('Test a trained SRFlow model with BasicSR\'s test pipeline: sampl
 def main(argv=None):
     command_line('srflow-test', DESCRIPTION, training=False).parse_args(sys.argv[1:] if argv is None else argv)
     keep_freed_memory()  # fewer page faults (srflow_plugin/utils/allocator.py)
-    basicsr_test.parse_options = checked_parse_options(parse_options)
+    change_test_pipeline(checked_parse_options(parse_options, 'srflow-test'))  # (utils/basicsr_compat.py)
     basicsr_test.test_pipeline(osp.abspath(os.getcwd()))
 
 

@@ -5,7 +5,6 @@ training pipeline, with the current directory as root (experiments/ and tb_logge
 """
 import os
 import sys
-from functools import partial
 from os import path as osp
 
 import srflow_plugin  # noqa: F401  (registers the SRFlow classes in BasicSR's registries)
@@ -16,11 +15,8 @@ from basicsr.utils.options import parse_options
 
 from srflow_plugin.entry import checked_parse_options, command_line
 from srflow_plugin.utils.allocator import keep_freed_memory
+from srflow_plugin.utils.basicsr_compat import change_train_pipeline
 from srflow_plugin.utils.checkpoint import read_checkpoint
-from srflow_plugin.utils.resume import (CountingCPUPrefetcher, CountingCUDAPrefetcher, ResumableSampler,
-                                        TrainingPosition)
-
-_BUILD_MODEL = basicsr_train.build_model
 
 DESCRIPTION = ('Train an SRFlow model (or any network of an option file) with BasicSR\'s training pipeline. '
                'Checkpoints, training states and logs go to experiments/<name>/ under the current directory; '
@@ -59,29 +55,10 @@ def load_resume_state(opt):
     return resume_state
 
 
-def _exact_resume():
-    """Makes BasicSR's loop resume where it stopped (see :mod:`srflow_plugin.utils.resume`): its sampler and
-    prefetchers report to one :class:`TrainingPosition`, which the model saves in, and restores from, its training
-    states."""
-    position = TrainingPosition()
-    basicsr_train.EnlargedSampler = partial(ResumableSampler, position=position)
-    basicsr_train.CPUPrefetcher = partial(CountingCPUPrefetcher, position=position)
-    basicsr_train.CUDAPrefetcher = partial(CountingCUDAPrefetcher, position=position)
-
-    def build_model(opt):
-        position.world_size = opt['world_size']
-        model = _BUILD_MODEL(opt)
-        model.training_position = position  # models other than SRFlowModel ignore it
-        return model
-
-    basicsr_train.build_model = build_model
-
-
 def train_pipeline(root_path):
-    """BasicSR's training pipeline with the device-agnostic, exact resume."""
-    basicsr_train.load_resume_state = load_resume_state
-    basicsr_train.parse_options = checked_parse_options(parse_options)
-    _exact_resume()
+    """BasicSR's training pipeline with the device-agnostic, exact resume (:mod:`srflow_plugin.utils.basicsr_compat`
+    lists what is changed)."""
+    change_train_pipeline(load_resume_state, checked_parse_options(parse_options, 'srflow-train'))
     basicsr_train.train_pipeline(root_path)
 
 

@@ -3,6 +3,8 @@ import logging
 import pytest
 import torch
 
+from devices import DEVICES, full_float32
+
 
 @pytest.fixture(scope='module')
 def single_thread():
@@ -37,3 +39,56 @@ def basicsr_messages():
     yield records.messages
     logger.removeHandler(records)
     logger.setLevel(level)
+
+
+# ------------------------------------------------------------------------------ devices (tests/devices.py)
+@pytest.fixture(params=DEVICES)
+def device(request):
+    """Each available device in turn: ``cpu``, and ``cuda`` where torch sees a GPU (with TF32 off)."""
+    device = torch.device(request.param)
+    with full_float32(device):
+        yield device
+
+
+_DEVICE_OF = {}  # test id -> the device it runs on, for the tests that take the ``device`` fixture
+_OUTCOME = {}  # test id -> passed / failed / skipped (the worst of its set-up, call and teardown)
+
+
+def pytest_configure(config):
+    config.addinivalue_line('markers', 'cuda: the test runs on the CUDA device (select them with -m cuda)')
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        device = item.callspec.params.get('device') if hasattr(item, 'callspec') else None
+        if device is not None:
+            _DEVICE_OF[item.nodeid] = device
+            if device == 'cuda':
+                item.add_marker(pytest.mark.cuda)
+
+
+def pytest_runtest_logreport(report):
+    if report.nodeid not in _DEVICE_OF:
+        return
+    if report.failed:
+        _OUTCOME[report.nodeid] = 'failed'
+    elif report.skipped and _OUTCOME.get(report.nodeid) != 'failed':
+        _OUTCOME[report.nodeid] = 'skipped'
+    elif report.when == 'call':
+        _OUTCOME.setdefault(report.nodeid, 'passed')
+
+
+def pytest_terminal_summary(terminalreporter):
+    """One line: how many device tests ran on each device, and their outcomes."""
+    counts = {}
+    for nodeid, outcome in _OUTCOME.items():
+        per_device = counts.setdefault(_DEVICE_OF[nodeid], {})
+        per_device[outcome] = per_device.get(outcome, 0) + 1
+    parts = []
+    for device in ('cpu', 'cuda'):
+        ran = counts.get(device, {})
+        details = ', '.join(f'{n} {outcome}' for outcome, n in sorted(ran.items()))
+        parts.append(f'{sum(ran.values())} tests ran on {device}' + (f' ({details})' if details else ''))
+    if 'cuda' not in DEVICES:
+        parts[-1] += ': torch.cuda.is_available() is False here'
+    terminalreporter.write_line('devices: ' + '; '.join(parts))

@@ -10,7 +10,8 @@
 - ``kill=N``: the process sends itself SIGKILL halfway through writing iteration N's first checkpoint file (a
   kill -9 in the middle of a save).
 
-Everything else is the plugin's real training entry point.
+Everything else is the plugin's real training entry point. On a machine with CUDA, kernels are made deterministic
+(cuDNN's benchmarking, which BasicSR's pipeline turns on, off again), so that two runs can be compared bit for bit.
 """
 import errno
 import os
@@ -63,6 +64,20 @@ def install(faults):
     torch.save = save
 
 
+def deterministic_cuda():
+    os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    original_init = SRFlowModel.__init__
+
+    def init(self, opt):
+        torch.backends.cudnn.benchmark = False  # set by basicsr.train.train_pipeline before the model is built
+        original_init(self, opt)
+
+    SRFlowModel.__init__ = init
+
+
 if __name__ == '__main__':
     install(_faults())
+    if torch.cuda.is_available():
+        deterministic_cuda()
     train.main(sys.argv[1:])

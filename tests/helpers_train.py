@@ -97,15 +97,16 @@ def dump_yml(tmp_path, name, opt):
     return yml
 
 
-def write_train_yml(tmp_path, name='tiny', total_iter=6, save_every=2, val_freq=100, **train_extra):
-    """An option file training the tiny SRFlowNet on 4 images of 32x32 (batch 2), validating on 1 image."""
+def write_train_yml(tmp_path, name='tiny', total_iter=6, save_every=2, val_freq=100, num_gpu=0, **train_extra):
+    """An option file training the tiny SRFlowNet on 4 images of 32x32 (batch 2), validating on 1 image, on the CPU
+    (``num_gpu`` 0) or CUDA (1)."""
     gt_dir, lq_dir = write_pairs(osp.join(str(tmp_path), 'data_train'), 4, 32, seed=1)
     val_gt, val_lq = write_pairs(osp.join(str(tmp_path), 'data_val'), 1, 32, seed=2)
     opt = {
         'name': name,
         'model_type': 'SRFlowModel',
         'scale': SCALE,
-        'num_gpu': 0,
+        'num_gpu': num_gpu,
         'manual_seed': 0,
         'datasets': {
             'train': dict(name='tiny_train', type='PairedImageDataset', dataroot_gt=gt_dir, dataroot_lq=lq_dir,

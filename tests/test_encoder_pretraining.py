@@ -21,8 +21,8 @@ def sr_model_opt(tmp_path, network_g):
                  'models': osp.join(root, 'models'), 'training_states': osp.join(root, 'training_states'),
                  'log': root, 'visualization': osp.join(root, 'visualization')},
         'train': {'ema_decay': 0, 'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0, 'reduction': 'mean'},
-                  'optim_g': {'type': 'Adam', 'lr': 2e-3}, 'scheduler': {'type': 'MultiStepLR', 'milestones': [100],
-                                                                          'gamma': 0.5}, 'total_iter': 100},
+                  'optim_g': {'type': 'Adam', 'lr': 2e-3},
+                  'scheduler': {'type': 'MultiStepLR', 'milestones': [100], 'gamma': 0.5}, 'total_iter': 100},
     }
 
 

@@ -1,5 +1,5 @@
-"""Sampling at the compute floor: FlowStep.reverse (folded sub-networks, no log-dets, one 1x1 convolution for the
-inverse 1x1 conv and ActNorm) gives the layer-by-layer inverse's output, batched or one by one."""
+"""Sampling at the compute floor: FlowStep.fast_inverse (folded sub-networks, no log-dets, one 1x1 convolution for
+the inverse 1x1 conv and ActNorm) gives the layer-by-layer inverse's output, batched or one by one."""
 from unittest import mock
 
 import pytest
@@ -13,11 +13,11 @@ pytestmark = pytest.mark.usefixtures('single_thread')
 
 
 def layer_by_layer():
-    return mock.patch.object(FlowStep, 'reverse', lambda step, y, cond=None: step.inverse(y, cond)[0])
+    return mock.patch.object(FlowStep, 'fast_inverse', lambda step, y, cond=None: step.inverse(y, cond)[0])
 
 
 @pytest.mark.parametrize('cond_channels', [None, 5], ids=['plain', 'conditional'])
-def test_reverse_equals_the_inverse_of_a_step_with_trained_like_weights(cond_channels):
+def test_fast_inverse_equals_the_inverse_of_a_step_with_trained_like_weights(cond_channels):
     torch.manual_seed(0)
     step = FlowStep(12, cond_channels, hidden_channels=8)
     with torch.no_grad():
@@ -27,15 +27,15 @@ def test_reverse_equals_the_inverse_of_a_step_with_trained_like_weights(cond_cha
     y, u = torch.randn(3, 12, 6, 6), torch.randn(1, 5, 6, 6)
     with torch.no_grad():
         cond = step.prepare_condition(u)
-        torch.testing.assert_close(step.reverse(y, cond), step.inverse(y, cond)[0], rtol=1e-5, atol=1e-5)
-        torch.testing.assert_close(step(step.reverse(y, cond), cond)[0], y, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(step.fast_inverse(y, cond), step.inverse(y, cond)[0], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(step(step.fast_inverse(y, cond), cond)[0], y, rtol=1e-5, atol=1e-5)
 
 
-def test_reverse_in_train_mode_is_the_inverse_itself():
+def test_fast_inverse_in_train_mode_is_the_inverse_itself():
     step = FlowStep(12, 5, hidden_channels=8).train()
     y, u = torch.randn(2, 12, 4, 4), torch.randn(2, 5, 4, 4)
     with torch.no_grad():
-        assert torch.equal(step.reverse(y, u), step.inverse(y, u)[0])
+        assert torch.equal(step.fast_inverse(y, u), step.inverse(y, u)[0])
 
 
 def test_batched_samples_from_a_reused_condition_equal_re_encoding_each_sample_the_old_way():

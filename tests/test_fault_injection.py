@@ -16,6 +16,7 @@ from os import path as osp
 
 import torch
 
+from devices import num_gpu
 from helpers_train import REPO, subprocess_env, write_train_yml
 
 TESTS = osp.dirname(osp.abspath(__file__))
@@ -63,10 +64,12 @@ def assert_same(a, b, where=''):
         assert a == b, f'{where}: {a} != {b}'
 
 
-def test_nan_batch_full_disk_and_kill_end_identical_to_an_undisturbed_run_from_the_last_good_checkpoint(tmp_path):
+def test_nan_batch_full_disk_and_kill_end_identical_to_an_undisturbed_run_from_the_last_good_checkpoint(
+        tmp_path, device):
+    # on CUDA the runs use deterministic kernels (fault_injection.py), so that two runs can be bit-identical
     disturbed, reference = tmp_path / 'disturbed', tmp_path / 'reference'
     disturbed.mkdir()
-    write_train_yml(disturbed, name=NAME, total_iter=TOTAL_ITER, save_every=2)
+    write_train_yml(disturbed, name=NAME, total_iter=TOTAL_ITER, save_every=2, num_gpu=num_gpu(device))
 
     # 1. a NaN pixel at iteration 3 is skipped; at iteration 6 the disk is full: the run stops naming the file
     first = train(disturbed, faults='nan_batch=3,disk_full=6')

@@ -31,11 +31,11 @@ LAYERS = {
 
 
 @pytest.mark.parametrize('name', sorted(LAYERS))
-def test_layer_is_exactly_invertible_with_exact_logdet(name):
+def test_layer_is_exactly_invertible_with_exact_logdet(name, device):
     torch.manual_seed(0)
-    layer = perturb_(LAYERS[name]()).double().eval()
-    x = torch.randn(2, C, 4, 6, dtype=torch.float64)
-    u = torch.randn(1, U, 4, 6, dtype=torch.float64)  # one LR condition broadcast over two samples
+    layer = perturb_(LAYERS[name]()).double().eval().to(device)
+    x = torch.randn(2, C, 4, 6, dtype=torch.float64).to(device)
+    u = torch.randn(1, U, 4, 6, dtype=torch.float64).to(device)  # one LR condition broadcast over two samples
     check_invertible_layer(layer, x, _prepared(layer, u))
 
 

@@ -1,7 +1,6 @@
 """SRFlowModel trains any conditional flow with SRFlowNet's interface (here CouplingFlowNet, which has no encoder
 and no ActNorm) and validates it per temperature, with FID accumulated over the validation set."""
 import glob
-import os
 from os import path as osp
 
 import cv2

@@ -56,8 +56,9 @@ def test_encode_then_decode_reconstructs_the_hr_image_within_1e_4(net, files):
 
 
 def test_encode_cli_writes_latents_that_reload_to_the_same_decode(net, files, tmp_path):
+    # on the CPU, as the network it is compared with (--device auto would take a GPU where there is one)
     result = latent_tool.main(['encode', '--hr', str(files / 'a.png'), '-c', str(files / 'tiny.pth'), '-o',
-                               str(tmp_path)])
+                               str(tmp_path), '--device', 'cpu'])
     assert sorted(os.listdir(tmp_path)) == ['a_encode.txt', 'a_latents.pt', 'a_lr.png', 'a_reconstruction.png']
     latents = latent_tool.load_latents(str(tmp_path / 'a_latents.pt'))
     lr = to_tensor(_read(tmp_path / 'a_lr.png'))

@@ -1,4 +1,5 @@
-"""srflow-measure (srflow_plugin.tools.measure): sample grouping, metrics with known answers, CSV and markdown output."""
+"""srflow-measure (srflow_plugin.tools.measure): sample grouping, metrics with known answers, CSV and markdown
+output."""
 import csv
 import math
 import os
@@ -268,7 +269,7 @@ def test_image_extensions_are_recognised_in_any_case(tmp_path):
         f.write('not an image')
     rows = measure.measure(sr, gt, scale=4, use_lpips=False, verbose=False)
     assert [(r['image'], r['samples'], r['psnr']) for r in rows] == [('a', 1, float('inf')), ('b', 1, float('inf')),
-                                                                      ('mean', 2, float('inf'))]
+                                                                     ('mean', 2, float('inf'))]
 
 
 def test_lr_folder_or_scale_is_required(folders):

@@ -8,6 +8,7 @@ import torch
 import torch.multiprocessing as mp
 
 import srflow_plugin  # noqa: F401
+from devices import num_gpu, to_device
 from helpers_train import briefly_trained_net, ddp_train_worker, make_opt
 from srflow_plugin.archs.flow_layers import FlowStep, Split, Squeeze
 from srflow_plugin.archs.invertible_backprop import run_invertible_chain
@@ -34,19 +35,21 @@ def relative_differences(grads, reference):
     return {name: ((grads[name] - g).norm() / g.norm()).item() for name, g in reference.items() if g.norm() > 0}
 
 
-def test_every_parameter_gradient_equals_the_plain_path_on_a_trained_network(trained):
+def test_every_parameter_gradient_equals_the_plain_path_on_a_trained_network(trained, device):
     net, (gt, lq) = trained
+    net, gt, lq = to_device(device, net, gt, lq)
     nll_plain, plain = gradients(net, gt, lq, memory_saving=False)
     nll_saving, saving = gradients(net, gt, lq, memory_saving=True)
     assert nll_saving == nll_plain  # the forward pass is the same computation
     assert saving.keys() == plain.keys()
-    assert len(plain) == len(list(net.parameters()))  - 3 * 2  # all but the unused SR head (conv_up2, conv_hr, conv_last)
+    assert len(plain) == len(list(net.parameters())) - 3 * 2  # all but the unused SR head (conv_up2/hr/last)
     differences = relative_differences(saving, plain)
     assert max(differences.values()) < 1e-4, max(differences.items(), key=lambda item: item[1])
 
 
-def test_with_the_encoder_frozen_only_the_flow_gets_the_same_gradients(trained):
+def test_with_the_encoder_frozen_only_the_flow_gets_the_same_gradients(trained, device):
     net, (gt, lq) = trained
+    net, gt, lq = to_device(device, net, gt, lq)
     net.encoder.requires_grad_(False)
     net.encoder.eval()
     try:
@@ -103,18 +106,18 @@ def test_backward_runs_each_coupling_sub_network_once_for_the_inverse_and_the_re
     assert counts[True] == 2 * len(couplings)  # + one evaluation in backward, shared by inverse and recomputation
 
 
-def test_generic_chain_gives_input_condition_and_parameter_gradients_of_the_plain_loop():
+def test_generic_chain_gives_input_condition_and_parameter_gradients_of_the_plain_loop(device):
     # float64: the reconstruction is exact up to rounding, so the gradients agree to ~1e-12 on any CPU (in float32
     # the plain loop's own rounding, which varies with the CPU's kernels, is ~1e-4 for the smallest gradients)
     torch.manual_seed(0)
     layers = [Squeeze(), FlowStep(12, cond_channels=5, hidden_channels=8), FlowStep(12), Split(12)]
     for layer in layers:
-        layer.double()
+        layer.double().to(device)
         for p in layer.parameters():
             p.data.add_(0.1 * torch.randn_like(p))  # no zero-initialised layer: every gradient is non-trivial
     params = [p for layer in layers for p in layer.parameters()]
-    x = torch.randn(2, 3, 8, 8, dtype=torch.float64, requires_grad=True)
-    cond = torch.randn(2, 5, 4, 4, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64).to(device).requires_grad_()
+    cond = torch.randn(2, 5, 4, 4, dtype=torch.float64).to(device).requires_grad_()
     results = []
     for memory_saving in (False, True):
         out, logdet = run_invertible_chain(layers, x, cond, memory_saving)
@@ -132,12 +135,12 @@ def batch(seed, n=2, lq_size=8):
     return {'lq': torch.nn.functional.avg_pool2d(gt, 4), 'gt': gt}
 
 
-def test_training_with_memory_saving_follows_the_plain_training_with_actnorm_init_and_ema(tmp_path):
+def test_training_with_memory_saving_follows_the_plain_training_with_actnorm_init_and_ema(tmp_path, device):
     states = []
     for memory_saving in (False, True):
         torch.manual_seed(0)
         model = SRFlowModel(make_opt(tmp_path / str(memory_saving), train={'memory_saving': memory_saving,
-                                                                           'ema_decay': 0.9}))
+                                                                           'ema_decay': 0.9}, num_gpu=num_gpu(device)))
         for it in range(1, 4):
             model.feed_data(batch(it))
             model.optimize_parameters(it)
@@ -148,8 +151,8 @@ def test_training_with_memory_saving_follows_the_plain_training_with_actnorm_ini
         torch.testing.assert_close(ema_saving[key], ema_plain[key], rtol=1e-4, atol=1e-5)
 
 
-def test_non_finite_loss_is_still_skipped_with_memory_saving(tmp_path):
-    model = SRFlowModel(make_opt(tmp_path, train={'memory_saving': True}))
+def test_non_finite_loss_is_still_skipped_with_memory_saving(tmp_path, device):
+    model = SRFlowModel(make_opt(tmp_path, train={'memory_saving': True}, num_gpu=num_gpu(device)))
     model.feed_data(batch(1))
     model.optimize_parameters(1)  # (ActNorm initialisation)
     data = batch(2)

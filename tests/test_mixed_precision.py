@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import srflow_plugin  # noqa: F401
+from devices import num_gpu, to_device
 from helpers_train import briefly_trained_net, make_opt, smooth_batch, val_loader
 from srflow_plugin.archs.flow_layers import FlowStep, Split
 from srflow_plugin.models.srflow_model import SRFlowModel
@@ -13,8 +14,9 @@ pytestmark = pytest.mark.usefixtures('single_thread')
 
 
 @pytest.mark.parametrize('precision', ['bf16', 'fp16'])
-def test_nll_under_autocast_is_within_0_02_bits_of_float32_on_a_trained_network(precision):
+def test_nll_under_autocast_is_within_0_02_bits_of_float32_on_a_trained_network(precision, device):
     net, (gt, lq) = briefly_trained_net()
+    net, gt, lq = to_device(device, net, gt, lq)
     net.eval()
     try:
         with torch.no_grad():
@@ -28,9 +30,9 @@ def test_nll_under_autocast_is_within_0_02_bits_of_float32_on_a_trained_network(
     assert not torch.equal(nll_amp, nll_fp32)  # autocast really ran in lower precision
 
 
-def test_only_the_sub_networks_run_in_lower_precision():
+def test_only_the_sub_networks_run_in_lower_precision(device):
     torch.manual_seed(0)
-    step, split = FlowStep(8, cond_channels=4, hidden_channels=8), Split(8)
+    step, split = FlowStep(8, cond_channels=4, hidden_channels=8).to(device), Split(8).to(device)
     seen = {}
 
     def record(name, tensor):
@@ -41,8 +43,8 @@ def test_only_the_sub_networks_run_in_lower_precision():
         module.register_forward_hook(lambda m, i, o, name=name: record(name, o))
     # the sub-network's hidden convolution, before its ActNorm
     step.coupling.net.conv_hidden.actnorm.register_forward_pre_hook(lambda m, i: record('subnet_hidden', i))
-    x, u = torch.randn(2, 8, 6, 6), torch.randn(2, 4, 6, 6)
-    with torch.autocast('cpu', dtype=torch.bfloat16):
+    x, u = torch.randn(2, 8, 6, 6).to(device), torch.randn(2, 4, 6, 6).to(device)
+    with torch.autocast(device.type, dtype=torch.bfloat16):
         y, logdet = step(x, u)
         z, split_logdet = split(y)
     assert seen['subnet_hidden'] == torch.bfloat16
@@ -51,11 +53,11 @@ def test_only_the_sub_networks_run_in_lower_precision():
     assert y.dtype == z.dtype == logdet.dtype == split_logdet.dtype == torch.float32
 
 
-def train_and_measure(tmp_path, amp, steps=50):
+def train_and_measure(tmp_path, amp, device, steps=50):
     """The training loss (bits/dim) averaged over the last 10 of ``steps`` steps on smooth images."""
     torch.manual_seed(0)
     model = SRFlowModel(make_opt(tmp_path, train={'amp': amp, 'total_iter': steps, 'scheduler': None,
-                                                  'optim_g': {'type': 'Adam', 'lr': 5e-4}}))
+                                                  'optim_g': {'type': 'Adam', 'lr': 5e-4}}, num_gpu=num_gpu(device)))
     losses = []
     for it in range(1, steps + 1):
         gt, lq = smooth_batch(4, 32, seed=it % 5)
@@ -65,16 +67,16 @@ def train_and_measure(tmp_path, amp, steps=50):
     return sum(losses[-10:]) / 10, losses[0], model
 
 
-def test_50_bf16_training_steps_reach_the_float32_loss_within_0_05_bits(tmp_path):
-    nll_fp32, first_fp32, _ = train_and_measure(tmp_path / 'fp32', None)
-    nll_bf16, first_bf16, model = train_and_measure(tmp_path / 'bf16', 'bf16')
+def test_50_bf16_training_steps_reach_the_float32_loss_within_0_05_bits(tmp_path, device):
+    nll_fp32, first_fp32, _ = train_and_measure(tmp_path / 'fp32', None, device)
+    nll_bf16, first_bf16, model = train_and_measure(tmp_path / 'bf16', 'bf16', device)
     assert model.skipped_steps == 0
     assert first_fp32 - nll_fp32 > 1.0  # it learned (from about -0.7 to about -1.8 bits/dim)
     assert abs(nll_bf16 - nll_fp32) < 0.05, (nll_bf16, nll_fp32)
 
 
-def test_fp16_training_uses_a_gradient_scaler_and_the_nan_skip_stays_in_charge(tmp_path):
-    model = SRFlowModel(make_opt(tmp_path, train={'amp': 'fp16'}))
+def test_fp16_training_uses_a_gradient_scaler_and_the_nan_skip_stays_in_charge(tmp_path, device):
+    model = SRFlowModel(make_opt(tmp_path, train={'amp': 'fp16'}, num_gpu=num_gpu(device)))
     assert model.grad_scaler.is_enabled()
     gt, lq = smooth_batch(2, 32, seed=1)
     model.feed_data({'lq': lq, 'gt': gt})
@@ -89,11 +91,12 @@ def test_fp16_training_uses_a_gradient_scaler_and_the_nan_skip_stays_in_charge(t
     assert all(torch.equal(before[k], after[k]) for k in before)
 
 
-def test_validation_with_val_amp_gives_the_float32_metrics(tmp_path):
+def test_validation_with_val_amp_gives_the_float32_metrics(tmp_path, device):
     results = []
     for amp in (None, 'bf16'):
         torch.manual_seed(0)
-        model = SRFlowModel(make_opt(tmp_path / str(amp), val={'heats': [0.0, 0.8], 'n_sample': 2, 'amp': amp}))
+        model = SRFlowModel(make_opt(tmp_path / str(amp), val={'heats': [0.0, 0.8], 'n_sample': 2, 'amp': amp},
+                                     num_gpu=num_gpu(device)))
         model.validation(val_loader(2), 1, None, save_img=False)
         results.append(model.metric_results)
     assert results[0].keys() == results[1].keys()

@@ -12,6 +12,7 @@ import torch.multiprocessing as mp
 import srflow_plugin  # noqa: F401
 import srflow_plugin.losses  # noqa: F401
 import srflow_plugin.metrics  # noqa: F401
+from devices import num_gpu
 from helpers_train import TINY_NET, FakeTBLogger, ddp_actnorm_worker, ddp_train_worker, make_opt, val_loader
 from srflow_plugin.archs.flow_layers import ActNorm
 from srflow_plugin.archs.rrdb_arch import SRFlowRRDBNet
@@ -45,8 +46,9 @@ def actnorms(net):
     return {name: m for name, m in net.named_modules() if isinstance(m, ActNorm)}
 
 
-def test_training_step_lowers_nll_on_a_repeated_batch(tmp_path):
-    model = SRFlowModel(make_opt(tmp_path, train={'optim_g': {'type': 'Adam', 'lr': 3e-3}}))
+def test_training_step_lowers_nll_on_a_repeated_batch(tmp_path, device):
+    model = SRFlowModel(make_opt(tmp_path, train={'optim_g': {'type': 'Adam', 'lr': 3e-3}}, num_gpu=num_gpu(device)))
+    assert next(model.net_g.parameters()).device.type == device.type
     losses = []
     for it in range(1, 16):
         model.feed_data(batch(0))
@@ -137,8 +139,8 @@ def test_ddp_training_with_the_encoder_trained_keeps_both_gloo_ranks_identical(t
     assert not torch.equal(after0['encoder.conv_first.weight'], before['encoder.conv_first.weight'])
 
 
-def test_non_finite_loss_skips_the_step_and_leaves_weights_and_optimizer_untouched(tmp_path):
-    model = SRFlowModel(make_opt(tmp_path))
+def test_non_finite_loss_skips_the_step_and_leaves_weights_and_optimizer_untouched(tmp_path, device):
+    model = SRFlowModel(make_opt(tmp_path, num_gpu=num_gpu(device)))
     net = model.get_bare_model(model.net_g)
     train_steps(model, [1])
     weights = snapshot(net)
@@ -235,8 +237,8 @@ def test_validation_without_precomputed_conditions_gives_the_same_metrics(tmp_pa
     results = []
     for precompute in (True, False):
         torch.manual_seed(0)
-        model = SRFlowModel(make_opt(tmp_path / str(precompute), val={'heats': [0.0, 0.8], 'n_sample': 2,
-                                                                       'precompute_condition': precompute}))
+        model = SRFlowModel(make_opt(tmp_path / str(precompute),
+                                     val={'heats': [0.0, 0.8], 'n_sample': 2, 'precompute_condition': precompute}))
         model.validation(val_loader(2), 1, None, save_img=False)
         results.append(model.metric_results)
     assert results[0].keys() == results[1].keys()
@@ -271,8 +273,8 @@ def test_validation_saves_one_image_per_heat_and_sample(tmp_path):
     assert files == ['val0_12_t0.75_s0.png', 'val0_12_t0.75_s1.png', 'val0_12_t0.75_s2.png', 'val0_12_t0_s0.png']
 
 
-def test_validation_samples_are_reproducible_and_differ_between_samples(tmp_path):
-    model = SRFlowModel(make_opt(tmp_path, val={'heats': [0.9], 'n_sample': 2}))
+def test_validation_samples_are_reproducible_and_differ_between_samples(tmp_path, device):
+    model = SRFlowModel(make_opt(tmp_path, val={'heats': [0.9], 'n_sample': 2}, num_gpu=num_gpu(device)))
     model.validation(val_loader(1), 1, None, save_img=True)
     first = dict(model.metric_results)
     model.validation(val_loader(1), 2, None, save_img=True)
@@ -299,7 +301,7 @@ def test_testing_writes_a_csv_per_dataset(tmp_path):
     with open(osp.join(opt['path']['results_root'], 'metrics_set5.csv')) as f:
         rows = list(csv.DictReader(f))
     assert [(r['image'], float(r['heat'])) for r in rows] == [('val0', 0.0), ('val0', 0.8), ('val1', 0.0),
-                                                             ('val1', 0.8), ('mean', 0.0), ('mean', 0.8)]
+                                                              ('val1', 0.8), ('mean', 0.0), ('mean', 0.8)]
     assert set(rows[0]) == {'image', 'heat', 'psnr', 'lr_psnr', 'nll'}
     mean_psnr = (float(rows[0]['psnr']) + float(rows[2]['psnr'])) / 2
     assert float(rows[4]['psnr']) == pytest.approx(mean_psnr, abs=1e-5)
@@ -325,8 +327,8 @@ def test_save_writes_network_and_training_state_with_skipped_steps(tmp_path):
     assert os.listdir(opt['path']['models']) == ['net_g_1.pth']
     state = torch.load(osp.join(opt['path']['training_states'], '1.state'), weights_only=False)
     assert state['iter'] == 1 and state['skipped_steps'] == 2
-    resumed = SRFlowModel(make_opt(tmp_path / 'r', path={'pretrain_network_g': osp.join(opt['path']['models'],
-                                                                                       'net_g_1.pth')}))
+    pretrained = osp.join(opt['path']['models'], 'net_g_1.pth')
+    resumed = SRFlowModel(make_opt(tmp_path / 'r', path={'pretrain_network_g': pretrained}))
     resumed.resume_training(state)
     assert resumed.skipped_steps == 2
 

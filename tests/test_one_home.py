@@ -1,5 +1,8 @@
-"""One naming/seeding rule and one image reader for validation, srflow-sample and srflow-measure; non-finite samples,
-corrupt inputs and unwritable outputs (issue 7 items 4, 5, 9)."""
+"""What validation, srflow-sample, srflow-measure and srflow-prepare-data share, seen from the user's side: one
+naming and seeding rule (the same seed gives the same picture in validation and srflow-sample, and srflow-measure
+reads both), one image reader (a corrupt or tiny input is an error naming the file, leaving nothing written), one
+temperature check, one count of non-finite samples (listed, and left out of every metric), checked output folders,
+atomic checkpoint writes, and dataset-level metrics fed every sample once per temperature."""
 import os
 from os import path as osp
 
@@ -9,6 +12,7 @@ import pytest
 import torch
 
 import srflow_plugin  # noqa: F401
+from devices import num_gpu
 from helpers_train import make_opt
 from srflow_plugin.models.srflow_model import SRFlowModel
 from srflow_plugin.options_schema import OptionError
@@ -46,15 +50,16 @@ def pair(tmp_path_factory):
     return root
 
 
-def test_validation_and_srflow_sample_give_the_same_image_for_the_same_seed_and_measure_reads_both(pair, tmp_path):
+def test_validation_and_srflow_sample_give_the_same_image_for_the_same_seed_and_measure_reads_both(
+        pair, tmp_path, device):
     opt = make_opt(tmp_path, is_train=False, network_g={'type': 'SRFlowNet', **TINY},
                    path={'pretrain_network_g': str(pair / 'tiny.pth')},
-                   val={'heats': [0.0, 0.8], 'n_sample': 2, 'seed': 7, 'suffix': 'val'})
+                   val={'heats': [0.0, 0.8], 'n_sample': 2, 'seed': 7, 'suffix': 'val'}, num_gpu=num_gpu(device))
     opt['path']['visualization'] = str(tmp_path / 'validation')
     loader = torch.utils.data.DataLoader(_OneImage(str(pair / 'lr' / '0801x4.png'), str(pair / 'gt' / '0801.png')))
     SRFlowModel(opt).validation(loader, 'unit', None, save_img=True)
     sample_tool.main(['-i', str(pair / 'lr'), '-c', str(pair / 'tiny.pth'), '-o', str(tmp_path / 'sampled'),
-                      '--temperatures', '0', '0.8', '--num_samples', '2', '--seed', '7'])
+                      '--temperatures', '0', '0.8', '--num_samples', '2', '--seed', '7', '--device', str(device)])
 
     validated = sorted(os.listdir(tmp_path / 'validation' / 'pair'))
     assert validated == ['0801_val_t0.8_s0.png', '0801_val_t0.8_s1.png', '0801_val_t0_s0.png']
@@ -92,16 +97,17 @@ def test_non_finite_or_negative_temperatures_are_refused(pair, tmp_path, capsys,
     assert not (tmp_path / 'o').exists()
 
 
-def test_samples_with_non_finite_pixels_are_counted_listed_and_left_out_of_measuring(pair, tmp_path, monkeypatch,
-                                                                                        capsys):
-    real = sample_tool.sample_image
+def test_samples_with_non_finite_pixels_are_counted_listed_and_left_out_of_measuring(
+        pair, tmp_path, monkeypatch, capsys):
+    real = sample_tool.iter_samples
 
     def poisoned(*args, **kwargs):
-        samples = real(*args, **kwargs)
-        samples[(0.8, 1)][..., :2, :3] = float('nan')
-        return samples
+        for key, sample in real(*args, **kwargs):
+            if key == (0.8, 1):
+                sample[..., :2, :3] = float('nan')
+            yield key, sample
 
-    monkeypatch.setattr(sample_tool, 'sample_image', poisoned)
+    monkeypatch.setattr(sample_tool, 'iter_samples', poisoned)
     sample_tool.main(['-i', str(pair / 'lr'), '-c', str(pair / 'tiny.pth'), '-o', str(tmp_path / 'out'),
                       '--temperatures', '0.8', '--num_samples', '2'])
     err = capsys.readouterr().err
@@ -113,7 +119,7 @@ def test_samples_with_non_finite_pixels_are_counted_listed_and_left_out_of_measu
     assert rows[0]['samples'] == 1 and rows[0]['nonfinite'] == 1 and rows[1]['nonfinite'] == 1
     assert 'left out of the metrics: ' + str(tmp_path / 'out' / '0801_t0.8_s1.png') in capsys.readouterr().err
     # a re-run that writes the file finite again takes it off the list
-    monkeypatch.setattr(sample_tool, 'sample_image', real)
+    monkeypatch.setattr(sample_tool, 'iter_samples', real)
     sample_tool.main(['-i', str(pair / 'lr'), '-c', str(pair / 'tiny.pth'), '-o', str(tmp_path / 'out'),
                       '--temperatures', '0.8', '--num_samples', '2'])
     assert not (tmp_path / 'out' / 'nonfinite.tsv').exists()
@@ -157,8 +163,8 @@ def _truncated_jpeg(path):
 
 
 @pytest.mark.parametrize('kind', ['truncated', 'empty', 'one_pixel'])
-def test_corrupt_images_are_an_error_naming_the_file_in_sample_and_prepare_data_leaving_nothing(pair, tmp_path,
-                                                                                               kind):
+def test_corrupt_images_are_an_error_naming_the_file_in_sample_and_prepare_data_leaving_nothing(
+        pair, tmp_path, kind):
     bad = tmp_path / 'in' / ('bad.jpg' if kind == 'truncated' else 'bad.png')
     write_image(tmp_path / 'in' / 'good.png', 64, 64, seed=1)
     if kind == 'truncated':
@@ -187,14 +193,14 @@ def test_measure_names_a_truncated_sr_file(pair, tmp_path):
 def test_srflow_sample_checks_that_it_can_write_before_computing(pair, tmp_path, monkeypatch):
     (tmp_path / 'ro').mkdir()
     os.chmod(tmp_path / 'ro', 0o500)
-    monkeypatch.setattr(sample_tool, 'sample_image', lambda *a, **k: pytest.fail('sampled before the check'))
+    monkeypatch.setattr(sample_tool, 'iter_samples', lambda *a, **k: pytest.fail('sampled before the check'))
     with pytest.raises(OSError, match=str(tmp_path / 'ro')):
         sample_tool.main(['-i', str(pair / 'lr'), '-c', str(pair / 'tiny.pth'), '-o', str(tmp_path / 'ro' / 'o')])
 
 
 def test_srflow_sample_checks_the_output_before_computing_even_as_root(pair, tmp_path, monkeypatch):
     (tmp_path / 'file').write_text('a file where the output folder should be')
-    monkeypatch.setattr(sample_tool, 'sample_image', lambda *a, **k: pytest.fail('sampled before the check'))
+    monkeypatch.setattr(sample_tool, 'iter_samples', lambda *a, **k: pytest.fail('sampled before the check'))
     with pytest.raises(OSError, match=r'Cannot write to .*file'):
         sample_tool.main(['-i', str(pair / 'lr'), '-c', str(pair / 'tiny.pth'), '-o', str(tmp_path / 'file')])
 

@@ -87,8 +87,9 @@ def test_an_editable_install_also_gets_the_startup_hook(tmp_path):
     """Builds the editable wheel ``pip install -e .`` would install, puts it in a fresh site folder and starts a
     Python without the system site-packages there: the hook of srflow_plugin_boot must be installed at start-up."""
     source = tmp_path / 'src'
-    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns('.git', '__pycache__', '*.egg-info', 'build', 'docs',
-                                                                 'experiments', 'results', 'demo_output'))
+    ignored = shutil.ignore_patterns('.git', '__pycache__', '*.egg-info', 'build', 'docs', 'experiments', 'results',
+                                     'demo_output')
+    shutil.copytree(REPO, source, ignore=ignored)
     build = subprocess.run([sys.executable, '-c', 'import sys; from setuptools import build_meta; '
                             'build_meta.build_editable(sys.argv[1])', str(tmp_path / 'wheel')], cwd=str(source),
                            capture_output=True, text=True, timeout=300)
@@ -103,7 +104,6 @@ def test_an_editable_install_also_gets_the_startup_hook(tmp_path):
                             str(tmp_path / 'site')], cwd=str(tmp_path), env=env, capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
     assert check.stdout.split() == ['srflow_plugin_boot', str(source / 'srflow_plugin_boot.py')]
-
 
 
 def test_scripts_are_thin_programs_over_the_installed_package():

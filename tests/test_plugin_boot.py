@@ -25,8 +25,8 @@ def test_a_python_process_that_does_not_use_basicsr_imports_no_torch(tmp_path):
 def test_importing_basicsr_alone_registers_the_plugin(tmp_path):
     # what BasicSR's own basicsr/train.py and basicsr/test.py rely on: they import basicsr, never the plugin
     out = python('import basicsr; from basicsr.utils.registry import ARCH_REGISTRY, MODEL_REGISTRY; '
-                 'print("SRFlowNet" in ARCH_REGISTRY, "SRFlowRRDBNet" in ARCH_REGISTRY, "SRFlowModel" in MODEL_REGISTRY)',
-                 tmp_path)
+                 'print("SRFlowNet" in ARCH_REGISTRY, "SRFlowRRDBNet" in ARCH_REGISTRY, '
+                 '"SRFlowModel" in MODEL_REGISTRY)', tmp_path)
     assert out == 'True True True'
 
 

@@ -1,4 +1,5 @@
-"""srflow-prepare-data (srflow_plugin.tools.prepare_data): GT sub-images, MATLAB-bicubic LR images, LMDBs readable by BasicSR."""
+"""srflow-prepare-data (srflow_plugin.tools.prepare_data): GT sub-images, MATLAB-bicubic LR images, LMDBs readable
+by BasicSR."""
 import os
 import subprocess
 import sys
@@ -135,11 +136,39 @@ def test_a_corrupt_image_is_an_error_naming_the_file(hr_folder, tmp_path, n_thre
 
 
 def test_existing_outputs_are_kept_unless_overwrite(hr_folder, tmp_path):
-    (tmp_path / 'out' / 'HR_sub').mkdir(parents=True)
-    with pytest.raises(FileExistsError, match='HR_sub'):
+    prepare_data.prepare(str(hr_folder), str(tmp_path / 'out'), lmdb=False, **CROP)
+    with pytest.raises(FileExistsError, match='HR_sub exists; remove it or pass overwrite=True'):
         prepare_data.prepare(str(hr_folder), str(tmp_path / 'out'), lmdb=False, **CROP)
     out = prepare_data.prepare(str(hr_folder), str(tmp_path / 'out'), lmdb=False, overwrite=True, **CROP)
     assert len(os.listdir(out['gt'])) == 11
+
+
+def test_overwrite_never_removes_a_folder_the_command_did_not_write(hr_folder, tmp_path):
+    mine = tmp_path / 'out' / 'HR_sub'
+    mine.mkdir(parents=True)
+    (mine / 'my_notes.txt').write_text('keep me')
+    with pytest.raises(FileExistsError, match='HR_sub exists and was not written by srflow-prepare-data'):
+        prepare_data.prepare(str(hr_folder), str(tmp_path / 'out'), lmdb=False, overwrite=True, **CROP)
+    assert (mine / 'my_notes.txt').read_text() == 'keep me' and not (tmp_path / 'out' / 'HR_sub_bicLRx4').exists()
+
+
+def test_an_output_that_is_the_input_is_refused_and_the_input_kept(tmp_path):
+    photos = tmp_path / 'D' / 'photos_sub'
+    photos.mkdir(parents=True)
+    cv2.imwrite(str(photos / 'a.png'), np.zeros((48, 48, 3), np.uint8))
+    with pytest.raises(ValueError, match=f'Output folder photos_sub of --output {photos} is the input --input'):
+        prepare_data.prepare(str(photos), str(tmp_path / 'D'), name='photos', lmdb=False, overwrite=True, **CROP)
+    assert os.listdir(photos) == ['a.png']
+
+
+def test_a_dot_in_an_image_stem_is_refused_as_basicsr_cuts_lmdb_keys_there(tmp_path):
+    folder = tmp_path / 'hr'
+    folder.mkdir()
+    for name in ('img.png', 'img.edited.png'):
+        cv2.imwrite(str(folder / name), np.zeros((48, 48, 3), np.uint8))
+    with pytest.raises(ValueError, match=r'img\.edited\.png: its name has a dot before the extension'):
+        prepare_data.prepare(str(folder), str(tmp_path / 'out'), **CROP)
+    assert not (tmp_path / 'out').exists()
 
 
 def test_same_stem_in_two_input_folders_is_rejected(hr_folder, tmp_path):
@@ -156,6 +185,6 @@ def test_command_line(hr_folder, tmp_path):
            '--crop_size', '48', '--step', '24', '--thresh_size', '8', '--name', 'demo']
     result = subprocess.run(cmd, cwd=str(tmp_path), env=subprocess_env(), capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert sorted(os.listdir(tmp_path / 'out')) == ['demo_sub', 'demo_sub.lmdb', 'demo_sub_bicLRx4',
-                                                     'demo_sub_bicLRx4.lmdb']
+    assert sorted(os.listdir(tmp_path / 'out')) == ['.srflow-outputs', 'demo_sub', 'demo_sub.lmdb',
+                                                    'demo_sub_bicLRx4', 'demo_sub_bicLRx4.lmdb']
     assert len(os.listdir(tmp_path / 'out' / 'demo_sub_bicLRx4')) == 11

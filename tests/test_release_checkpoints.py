@@ -51,11 +51,12 @@ def release_names(state_dict):
 
 
 @pytest.mark.parametrize('scale', [4, 8])
-def test_converted_release_network_reproduces_release_encode(scale):
+def test_converted_release_network_reproduces_release_encode(scale, device):
     data = fixture(scale)
-    net = converted_release_net(data)
+    net = converted_release_net(data).to(device)
     with torch.no_grad():
-        latents, nll = net.encode(data['gt'], data['lq'])
+        latents, nll = net.encode(data['gt'].to(device), data['lq'].to(device))
+    latents, nll = [t.cpu() for t in latents], nll.cpu()
     # the release reports bits per pixel (3 channels), the plugin bits per dimension
     assert torch.allclose(nll * 3, data['encode']['nll_bits_per_pixel'], atol=1e-4)
     assert len(latents) == len(data['encode']['eps'])
@@ -64,12 +65,13 @@ def test_converted_release_network_reproduces_release_encode(scale):
 
 
 @pytest.mark.parametrize('scale', [4, 8])
-def test_converted_release_network_reproduces_release_decode_and_reconstruction(scale):
+def test_converted_release_network_reproduces_release_decode_and_reconstruction(scale, device):
     data = fixture(scale)
-    net = converted_release_net(data)
+    net = converted_release_net(data).to(device)
+    lq, gt = data['lq'].to(device), data['gt'].to(device)
     with torch.no_grad():
-        sr = net.decode(data['lq'], latents=data['decode']['eps'])
-        rec = net.decode(data['lq'], latents=net.encode(data['gt'], data['lq'])[0])
+        sr = net.decode(lq, latents=[t.to(device) for t in data['decode']['eps']]).cpu()
+        rec = net.decode(lq, latents=net.encode(gt, lq)[0]).cpu()
     assert (sr - data['decode']['sr']).abs().max().item() < 1e-4
     assert (rec - data['reconstruction']).abs().max().item() < 1e-4
 
@@ -83,8 +85,8 @@ def test_converter_script_writes_a_basicsr_checkpoint_that_reproduces_the_releas
     args = ['--scale', '4', '--num_feat', str(c['nf']), '--num_block', str(c['nb']), '--num_grow_ch', str(c['gc']),
             '--tap_blocks', *map(str, c['stack_blocks']), '--flow_steps', str(c['K']), '--hidden_channels',
             str(c['coupling_hidden_channels'])]
-    run = subprocess.run([sys.executable, '-m', 'srflow_plugin.tools.convert', str(release_file), '-o', str(out)] + args,
-                         capture_output=True, text=True, env=subprocess_env())
+    command = [sys.executable, '-m', 'srflow_plugin.tools.convert', str(release_file), '-o', str(out)] + args
+    run = subprocess.run(command, capture_output=True, text=True, env=subprocess_env())
     assert run.returncode == 0, run.stderr
     checkpoint = torch.load(out, weights_only=True)
     assert sorted(checkpoint) == ['network_g', 'params'] and os.listdir(out.parent) == [out.name]

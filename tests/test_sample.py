@@ -195,9 +195,10 @@ def test_samples_depend_on_seed_and_image_name_not_on_the_other_images(ckpt, lr_
     assert not np.array_equal(b, _read(tmp_path / 'seed4' / 'b_t0.8_s0.png'))
 
 
-def test_tiled_sampling_writes_the_same_pictures_as_untiled(ckpt, tmp_path):
+def test_tiled_sampling_writes_the_same_pictures_as_untiled(ckpt, tmp_path, device):
     write_image(tmp_path / 'lr' / 'big.png', 72, 64, seed=5)
-    common = ['-i', str(tmp_path / 'lr'), '-c', ckpt, '--temperatures', '0.8', '--num_samples', '1']
+    common = ['-i', str(tmp_path / 'lr'), '-c', ckpt, '--temperatures', '0.8', '--num_samples', '1', '--device',
+              str(device)]
     sample_tool.main(common + ['-o', str(tmp_path / 'whole')])
     sample_tool.main(common + ['-o', str(tmp_path / 'tiled'), '--tile', '24', '--tile_overlap', '28'])
     whole, tiled = _read(tmp_path / 'whole' / 'big_t0.8_s0.png'), _read(tmp_path / 'tiled' / 'big_t0.8_s0.png')

@@ -43,10 +43,10 @@ def test_latent_shapes_per_scale(scale, shapes):
 
 
 @pytest.mark.parametrize('scale', [2, 4, 8])
-def test_decode_inverts_encode(scale):
-    net = tiny_net(scale)
-    lq = torch.rand(2, 3, 6, 4)
-    gt = torch.rand(2, 3, 6 * scale, 4 * scale)
+def test_decode_inverts_encode(scale, device):
+    net = tiny_net(scale).to(device)
+    lq = torch.rand(2, 3, 6, 4).to(device)
+    gt = torch.rand(2, 3, 6 * scale, 4 * scale).to(device)
     with torch.no_grad():
         latents, nll = net.encode(gt, lq)
         assert [tuple(t.shape[1:]) for t in latents] == net.latent_shapes(6, 4)
@@ -54,10 +54,10 @@ def test_decode_inverts_encode(scale):
     assert nll.shape == (2, ) and torch.isfinite(nll).all()
 
 
-def test_nll_is_the_exact_change_of_variables_in_bits_per_dimension():
-    net = tiny_net(4).double()
-    lq = torch.rand(1, 3, 2, 2, dtype=torch.float64)
-    gt = torch.rand(1, 3, 8, 8, dtype=torch.float64)
+def test_nll_is_the_exact_change_of_variables_in_bits_per_dimension(device):
+    net = tiny_net(4).double().to(device)
+    lq = torch.rand(1, 3, 2, 2, dtype=torch.float64).to(device)
+    gt = torch.rand(1, 3, 8, 8, dtype=torch.float64).to(device)
     check_nll_is_change_of_variables(net, gt, net.condition(lq))
 
 
@@ -105,16 +105,16 @@ def test_batch_one_condition_broadcasts_over_a_batch_of_latents():
     assert torch.allclose(batch[2:3], single, atol=1e-5)
 
 
-def test_sampling_is_reproducible_by_generator_and_finite_for_temperatures_0_to_1_2():
-    net = tiny_net(4)
-    lq = torch.rand(1, 3, 4, 6)
-    with torch.no_grad():
+def test_sampling_is_reproducible_by_generator_and_finite_for_temperatures_0_to_1_2(device):
+    net = tiny_net(4).to(device)
+    lq = torch.rand(1, 3, 4, 6).to(device)
+    with torch.no_grad():  # the generator is a CPU one on every device: the latents are drawn there
         for t in [0.0, 0.4, 0.8, 1.0, 1.2]:
             a = net.decode(lq, temperature=t, generator=torch.Generator().manual_seed(5))
             b = net.decode(lq, temperature=t, generator=torch.Generator().manual_seed(5))
             assert torch.equal(a, b) and torch.isfinite(a).all() and a.shape == (1, 3, 16, 24)
         zero = net.decode(lq, temperature=0.0)
-        mean = net.decode(lq, latents=[torch.zeros(1, *s) for s in net.latent_shapes(4, 6)])
+        mean = net.decode(lq, latents=[torch.zeros(1, *s, device=device) for s in net.latent_shapes(4, 6)])
     assert torch.equal(zero, mean)
 
 

@@ -8,6 +8,7 @@ from srflow_plugin.archs import RELEASED_CONFIGS, SRFlowNet
 from srflow_plugin.tools.grid import GAP, label_height, make_grid, tile_origin
 from srflow_plugin.tools.tiling import (decode_tiled, measure_receptive_radius, needed_overlap,
                                         receptive_radius, tile_boxes)
+from devices import to_device
 from test_sample import tiny_net
 
 LQ_H, LQ_W = 96, 91  # odd width: the last column of tiles is reflect-padded like the whole image
@@ -111,9 +112,10 @@ def test_the_released_configurations_need_hundreds_of_pixels_of_overlap_for_exac
         'SRFlow_DF2K_4X': 464, 'SRFlow_DF2K_8X': 472, 'SRFlow_CelebA_8X': 246}
 
 
-def test_tiles_with_the_needed_overlap_reproduce_untiled_decoding(case):
+def test_tiles_with_the_needed_overlap_reproduce_untiled_decoding(case, device):
     net, lq, latents, whole = case
-    tiled = decode_tiled(net, lq, [latents], TILE, needed_overlap(net))[0]
+    net = to_device(device, net)[0]
+    tiled = decode_tiled(net, lq, [latents], TILE, needed_overlap(net))[0].cpu()  # tiles go to the net's device
     assert tiled.shape == whole.shape == (1, 3, 4 * LQ_H, 4 * LQ_W)
     assert (tiled - whole).abs().max().item() <= 1e-3
 

@@ -87,8 +87,8 @@ def test_auto_resume_after_a_killed_run_reaches_the_final_iteration(tmp_path):
         assert torch.load(osp.join(states, f'{iteration}.state'), weights_only=False)['iter'] == iteration
     last = saved[-1]
     final = last + 3  # the next checkpoint iteration
-    result = run(['-m', 'srflow_plugin.train', '-opt', yml, '--auto_resume', '--force_yml',
-                  f'train:total_iter={final}'], cwd=tmp_path)
+    run(['-m', 'srflow_plugin.train', '-opt', yml, '--auto_resume', '--force_yml', f'train:total_iter={final}'],
+        cwd=tmp_path)  # run() asserts exit status 0
     log_files = glob.glob(osp.join(tmp_path, 'experiments', 'killed', 'train_killed_*.log'))
     resumed_log = [open(f).read() for f in log_files if 'Resuming training' in open(f).read()]
     assert len(resumed_log) == 1 and f'iter: {last}.' in resumed_log[0]

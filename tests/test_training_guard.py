@@ -89,8 +89,8 @@ def test_finite_loss_spike_is_rejected_and_changes_neither_weights_nor_adam_nor_
     run(model, batches[7:], start=8)
     assert all(torch.equal(v, before[k]) for k, v in weights(model).items())
     assert all(torch.equal(v, ema[k]) for k, v in model.net_g_ema.state_dict().items())
-    assert all(torch.equal(a, b) for a, b in zip(adam, [v for s in model.optimizer_g.state.values()
-                                                         for v in s.values()]))
+    adam_now = [v for s in model.optimizer_g.state.values() for v in s.values()]
+    assert all(torch.equal(a, b) for a, b in zip(adam, adam_now))
     assert model.log_dict['rejected_steps'] == 1 and model.log_dict['skipped_steps'] == 0
     assert model.log_dict['rollbacks'] == 0
 
@@ -105,7 +105,8 @@ def test_gradient_spike_is_rejected(tmp_path):
     assert model.log_dict['rejected_steps'] == 1
 
 
-def test_consecutive_rejections_roll_back_to_the_last_snapshot_and_cool_the_learning_rate_down(tmp_path, basicsr_messages):
+def test_consecutive_rejections_roll_back_to_the_last_snapshot_and_cool_the_learning_rate_down(
+        tmp_path, basicsr_messages):
     model = guarded_model(tmp_path)
     batches = photo_batches(14)
     run(model, batches[:8])  # snapshots after iterations 0 (start), 4 and 8

@@ -1,11 +1,10 @@
 """CouplingFlowNet: the conditional flow of the flow-versus-GAN study (affine couplings, BatchNorm, PReLU).
 
-Its layers follow the invertible-layer contract of :mod:`srflow_plugin.archs.flow_layers` (``forward(x, cond) ->
-(y, logdet)``, ``inverse(y, cond) -> (x, -logdet)``, conditions prepared once per LR image by
-``prepare_condition``), and the network has SRFlowNet's interface (``condition`` / ``encode`` / ``decode`` /
-``draw_latents``), so SRFlowModel trains and validates it and the sampling code can drive it.
+Its layers are :class:`~srflow_plugin.archs.flow_base.InvertibleLayer` s (``forward(x, cond) -> (y, logdet)``,
+``inverse(y, cond) -> (x, -logdet)``, conditions prepared once per LR image by ``prepare_condition``), and the
+network is a :class:`~srflow_plugin.archs.flow_base.ConditionalFlowNet` like SRFlowNet (``condition`` / ``encode`` /
+``decode`` / ``draw_latents``), so SRFlowModel trains and validates it and the sampling code can drive it.
 """
-import math
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
@@ -15,11 +14,11 @@ from torch import nn as nn
 from torch.nn import functional as F
 
 from srflow_plugin.utils import register
-from .flow_layers import InvertibleConv1x1, Squeeze, affine_params, standard_normal_logp
-from .srflow_arch import SRFlowNet
+from .flow_base import ConditionalFlowNet, InvertibleLayer
+from .flow_layers import AffineCouplingLayer, InvertibleConv1x1, Squeeze
 
 
-class InvertibleBatchNorm(nn.Module):
+class InvertibleBatchNorm(InvertibleLayer):
     """BatchNorm as a flow layer (Real NVP): y = (x - mean) / sqrt(var + eps) * exp(log_scale) + bias.
 
     Training mode normalises with the statistics of the batch (over batch and space, per channel), returns their
@@ -104,8 +103,9 @@ class CouplingSubNet(nn.Module):
         return self.conv_last(self.hidden(self.act_first(h)))
 
 
-class AffineCoupling(nn.Module):
-    """z2 = (z2 + shift(z1, u)) * scale(z1, u), z1 = the first C // 2 channels, kept as they are.
+class AffineCoupling(AffineCouplingLayer):
+    """z2 = (z2 + shift(z1, u)) * scale(z1, u), z1 = the first C // 2 channels, kept as they are; the sub-network is
+    a :class:`CouplingSubNet` (the coupling itself is :class:`AffineCouplingLayer`'s).
 
     Args:
         num_channels (int): Channels of z.
@@ -120,21 +120,8 @@ class AffineCoupling(nn.Module):
         self.net = CouplingSubNet(self.num_kept, cond_channels, 2 * (num_channels - self.num_kept), hidden_channels,
                                   hidden_layers)
 
-    def prepare_condition(self, u):
-        return self.net.condition_term(u)
 
-    def forward(self, x, cond):
-        z1, z2 = x[:, :self.num_kept], x[:, self.num_kept:]
-        shift, scale = affine_params(self.net(z1, cond))
-        return torch.cat([z1, (z2 + shift) * scale], 1), torch.log(scale).flatten(1).sum(1)
-
-    def inverse(self, y, cond):
-        z1, z2 = y[:, :self.num_kept], y[:, self.num_kept:]
-        shift, scale = affine_params(self.net(z1, cond))
-        return torch.cat([z1, z2 / scale - shift], 1), -torch.log(scale).flatten(1).sum(1)
-
-
-class CouplingFlowStep(nn.Module):
+class CouplingFlowStep(InvertibleLayer):
     """Invertible BatchNorm -> invertible 1x1 conv -> conditional affine coupling.
 
     Args:
@@ -183,7 +170,7 @@ class CouplingFlowCondition:
 
 
 @register(ARCH_REGISTRY)
-class CouplingFlowNet(nn.Module):
+class CouplingFlowNet(ConditionalFlowNet):
     """p(HR | LR) as one squeeze and a chain of conditional affine couplings, the flow of the flow-versus-GAN study.
 
     The HR image is squeezed once (``4 * in_channels`` channels at HR / 2) and passes ``num_couplings`` steps of
@@ -210,8 +197,14 @@ class CouplingFlowNet(nn.Module):
         cond_hidden (int): Width of the conditioning network's first convolution. Default: 16.
     """
 
-    def __init__(self, scale=4, in_channels=3, num_couplings=16, hidden_channels=40, hidden_layers=1, cond_channels=8,
-                 cond_hidden=16):
+    def __init__(self,
+                 scale: int = 4,
+                 in_channels: int = 3,
+                 num_couplings: int = 16,
+                 hidden_channels: int = 40,
+                 hidden_layers: int = 1,
+                 cond_channels: int = 8,
+                 cond_hidden: int = 16):
         super().__init__()
         if scale not in (2, 4, 8):
             raise ValueError(f'CouplingFlowNet supports scale 2, 4 or 8, got scale={scale}')
@@ -228,17 +221,11 @@ class CouplingFlowNet(nn.Module):
             CouplingFlowStep(self.num_channels, cond_channels, hidden_channels, hidden_layers)
             for _ in range(num_couplings))
 
-    def latent_shapes(self, lq_h, lq_w):
+    def latent_shapes(self, lq_h: int, lq_w: int) -> List[Tuple[int, int, int]]:
         """(C, H, W) of the one latent for an LR image of lq_h x lq_w."""
         return [(self.num_channels, lq_h * self.scale // 2, lq_w * self.scale // 2)]
 
-    # SRFlowNet's input check, condition resolution, latent drawing and DDP entry need only what this class also has
-    _check_image = SRFlowNet._check_image
-    _resolve_condition = SRFlowNet._resolve_condition
-    draw_latents = SRFlowNet.draw_latents
-    forward = SRFlowNet.forward
-
-    def condition(self, lq, precompute=True):
+    def condition(self, lq: torch.Tensor, precompute: bool = True) -> 'CouplingFlowCondition':
         """Everything that depends on the LR images only.
 
         Args:
@@ -259,31 +246,14 @@ class CouplingFlowNet(nn.Module):
             return cond.step_conds
         return (step.prepare_condition(cond.features) for step in self.steps)
 
-    def encode(self, gt, lq=None, cond=None):
-        """HR images -> ([latent], NLL in bits per dimension, shape [B]); see :meth:`SRFlowNet.encode`."""
-        self._check_image('gt', gt)
-        cond = self._resolve_condition(lq, cond)
-        _, z_h, z_w = self.latent_shapes(*cond.lq_size)[0]
-        if tuple(gt.shape[-2:]) != (2 * z_h, 2 * z_w):
-            raise ValueError(f'gt of shape {tuple(gt.shape)} is not {self.scale}x the LR size {cond.lq_size}')
+    def _flow_forward(self, gt, cond):
         z, logdet = self.squeeze(gt)
         for step, step_cond in zip(self.steps, self._step_conds(cond)):
             z, step_logdet = step(z, step_cond)
             logdet = logdet + step_logdet
-        nll = -(logdet + standard_normal_logp(z)) / (math.log(2.0) * gt[0].numel())
-        return [z], nll
+        return [z], logdet
 
-    def decode(self, lq=None, latents=None, temperature=0.8, generator=None, cond=None):
-        """Draws (or reconstructs from ``latents``) HR images; see :meth:`SRFlowNet.decode`."""
-        if temperature < 0:
-            raise ValueError(f'temperature must be >= 0, got {temperature}')
-        cond = self._resolve_condition(lq, cond)
-        if latents is None:
-            latents = self.draw_latents(*cond.lq_size, temperature, generator, batch=cond.batch)
-        shape = self.latent_shapes(*cond.lq_size)[0]
-        if len(latents) != 1 or tuple(latents[0].shape[1:]) != shape:
-            raise ValueError(f'latents of shapes {[tuple(t.shape) for t in latents]} do not fit this LR size: '
-                             f'expected one [B, C, H, W] with (C, H, W) = {shape}')
+    def _flow_inverse(self, latents, cond):
         z = latents[0]
         for step, step_cond in reversed(list(zip(self.steps, self._step_conds(cond)))):
             z = step.inverse(z, step_cond)[0]

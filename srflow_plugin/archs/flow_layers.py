@@ -1,6 +1,6 @@
 """Invertible layers of the SRFlow flow.
 
-Every layer follows one contract:
+Every layer is an :class:`~srflow_plugin.archs.flow_base.InvertibleLayer`:
 
 - ``forward(x, cond=None) -> (y, logdet)``: the encode direction (HR -> latents); ``logdet`` has shape [B] and is
   log|det dy/dx| per sample.
@@ -10,13 +10,18 @@ Every layer follows one contract:
 ``prepare_condition(u)`` from the encoder features ``u``, so that drawing many samples for one LR image does not
 recompute anything that depends on the LR alone. A prepared condition of batch 1 broadcasts against a batch of
 latents.
-"""
-import math
 
+Two more paths exist for speed and memory, and each equals the exact inverse to float rounding:
+``fast_inverse(y, cond)`` (sampling: the inverse's output alone, no log-det, folded sub-networks) and
+``FlowStep.inverse_and_recompute`` (memory-saving training: the input from the output and the step's graph
+recomputed, sharing one sub-network evaluation).
+"""
 import torch
 from torch import distributed as dist
 from torch import nn as nn
 from torch.nn import functional as F
+
+from .flow_base import InvertibleLayer
 
 # sigmoid(h + 2) starts every affine scale at sigmoid(2) ~= 0.881 for zero-initialised networks
 SCALE_OFFSET = 2.0
@@ -31,11 +36,6 @@ def _per_sample(value, batch):
 def affine_params(h):
     """Splits a sub-network output into (shift, scale): even channels shift, odd channels scale."""
     return h[:, 0::2], torch.sigmoid(h[:, 1::2] + SCALE_OFFSET) + SCALE_EPS
-
-
-def standard_normal_logp(z):
-    """log N(z; 0, I) summed over all but the batch dimension."""
-    return -0.5 * (z**2 + math.log(2 * math.pi)).flatten(1).sum(1)
 
 
 def full_precision(x):
@@ -61,7 +61,7 @@ def _all_reduce_sum(t):
     return t
 
 
-class Squeeze(nn.Module):
+class Squeeze(InvertibleLayer):
     """Space-to-depth by 2: channel c*4 + dy*2 + dx (identical to ``pixel_unshuffle(x, 2)``)."""
 
     def forward(self, x, cond=None):
@@ -71,7 +71,7 @@ class Squeeze(nn.Module):
         return F.pixel_shuffle(y, 2), y.new_zeros(y.shape[0])
 
 
-class ActNorm(nn.Module):
+class ActNorm(InvertibleLayer):
     """Per-channel affine normalisation y = (x + bias) * exp(logs) with data-dependent initialisation.
 
     On the first forward call in training mode, bias and logs are set so that this batch comes out with zero mean
@@ -119,7 +119,7 @@ class ActNorm(nn.Module):
         return y * torch.exp(-self.logs) - self.bias, -self._logdet(y)
 
 
-class InvertibleConv1x1(nn.Module):
+class InvertibleConv1x1(InvertibleLayer):
     """Invertible 1x1 convolution with a full C x C matrix (Glow, without LU decomposition).
 
     The inverse is computed in float64. In eval mode the inverse and log|det W| are computed once and reused until
@@ -150,7 +150,8 @@ class InvertibleConv1x1(nn.Module):
             return self._fresh()
         w = self.weight.detach()
         cached = self._cache
-        if cached is None or cached[0].dtype != w.dtype or cached[0].device != w.device or not torch.equal(cached[0], w):
+        stale = cached is None or cached[0].dtype != w.dtype or cached[0].device != w.device
+        if stale or not torch.equal(cached[0], w):
             with torch.inference_mode(False), torch.no_grad():
                 self._cache = (w.clone(), ) + self._fresh()
         return self._cache[1:]
@@ -272,7 +273,7 @@ class ConditionalSubNet(nn.Module):
         return self.conv_out(h)  # under autocast too in the parameters' precision: ZeroConv2d's exp(logs) promotes
 
 
-class AffineInjector(nn.Module):
+class AffineInjector(InvertibleLayer):
     """z = (z + shift(u)) * scale(u): an affine map whose parameters depend on the LR features only.
 
     Args:
@@ -298,23 +299,22 @@ class AffineInjector(nn.Module):
         shift, scale, logdet = cond
         return y / scale - shift, -_per_sample(logdet, y.shape[0])
 
-    def reverse(self, y, cond):
-        """The inverse's output alone (sampling): one pass, with 1 / scale computed on the LR-only tensor."""
+    def fast_inverse(self, y, cond):
+        """``inverse(y, cond)[0]`` for sampling: one pass, with 1 / scale computed on the LR-only tensor."""
         shift, scale, _ = cond
         return torch.addcmul(-shift, y, 1 / scale)
 
 
-class ConditionalAffineCoupling(nn.Module):
-    """z2 = (z2 + shift(z1, u)) * scale(z1, u) with z1 the first C // 2 channels, kept as they are.
+class AffineCouplingLayer(InvertibleLayer):
+    """z2 = (z2 + shift(z1, cond)) * scale(z1, cond) with z1 = the first ``num_kept`` channels, kept as they are.
 
-    Args: as :class:`AffineInjector` (``num_channels``, ``cond_channels``, ``hidden_channels``); the sub-network
-    also reads z1.
+    A subclass sets ``num_kept`` and ``net``, a sub-network with ``net(z1, cond_term)`` -> 2 * (C - num_kept)
+    channels (even ones shift, odd ones scale, :func:`affine_params`) and ``net.condition_term(u)``, its response
+    to the conditioning features u alone (the prepared condition).
     """
 
-    def __init__(self, num_channels, cond_channels, hidden_channels):
-        super().__init__()
-        self.num_kept = num_channels // 2
-        self.net = ConditionalSubNet(self.num_kept, cond_channels, 2 * (num_channels - self.num_kept), hidden_channels)
+    num_kept: int
+    net: nn.Module
 
     def prepare_condition(self, u):
         """The sub-network's first-layer response to u, shared by all samples of one LR image."""
@@ -339,8 +339,21 @@ class ConditionalAffineCoupling(nn.Module):
     def inverse(self, y, cond):
         return self.uncouple(y, *self._shift_scale(y[:, :self.num_kept], cond))
 
-    def reverse(self, y, cond):
-        """The inverse's output alone (sampling): folded sub-network whose shift and scale channels come out as two
+
+class ConditionalAffineCoupling(AffineCouplingLayer):
+    """SRFlow's coupling: :class:`AffineCouplingLayer` with a :class:`ConditionalSubNet`.
+
+    Args: as :class:`AffineInjector` (``num_channels``, ``cond_channels``, ``hidden_channels``); the sub-network
+    also reads z1.
+    """
+
+    def __init__(self, num_channels, cond_channels, hidden_channels):
+        super().__init__()
+        self.num_kept = num_channels // 2
+        self.net = ConditionalSubNet(self.num_kept, cond_channels, 2 * (num_channels - self.num_kept), hidden_channels)
+
+    def fast_inverse(self, y, cond):
+        """``inverse(y, cond)[0]`` for sampling: folded sub-network whose shift and scale channels come out as two
         contiguous halves, and no log-det."""
         z1, z2 = y[:, :self.num_kept], y[:, self.num_kept:]
         c = z2.shape[1]
@@ -366,12 +379,19 @@ class _SharedEvaluation(torch.autograd.Function):
         return (None, ) + tuple(next(found) if leaf.requires_grad else None for leaf in ctx.leaves)
 
 
-class FlowStep(nn.Module):
+class FlowStep(InvertibleLayer):
     """ActNorm -> invertible 1x1 conv -> [affine injector -> conditional affine coupling].
 
     ``cond`` is the step's prepared condition (:meth:`prepare_condition`) or the LR features u, from which the step
     prepares it when it runs. Without ``cond_channels`` the step is "plain" (ActNorm and 1x1 conv only) and ignores
     ``cond``.
+
+    Three ways back from the output y, one exact inverse and two faster equivalents:
+
+    - :meth:`inverse`: the contract's exact inverse, (x, log-det), layer by layer;
+    - :meth:`fast_inverse`: x alone, for sampling (no log-dets, folded sub-networks, one 1x1 convolution);
+    - :meth:`inverse_and_recompute`: x and the step's output recomputed from it with its graph, for the
+      memory-saving backward (:func:`~srflow_plugin.archs.invertible_backprop.run_invertible_chain`).
 
     Args:
         num_channels (int): Channels of z.
@@ -416,7 +436,7 @@ class FlowStep(nn.Module):
             logdet = logdet + layer_logdet
         return y, logdet
 
-    def reconstruct(self, y, cond, input_grad):
+    def inverse_and_recompute(self, y, cond, input_grad):
         """Memory-saving backward's work for this step in one pass (see ``invertible_backprop``): the input x from
         the output y, and the output and log-det recomputed from x with their graph. The coupling's sub-network
         runs once for both: its input, the first half of y, is the same before and after the coupling, so it runs
@@ -452,7 +472,7 @@ class FlowStep(nn.Module):
         out, coupling_logdet = self.coupling.couple(h_in, *affine_params(shared))
         return x, out, logdet + coupling_logdet
 
-    def reverse(self, y, cond=None):
+    def fast_inverse(self, y, cond=None):
         """``inverse(y, cond)[0]`` with less work, for sampling in eval mode (train mode runs :meth:`inverse`, whose
         layers may still initialise): no log-dets, sub-networks with their ActNorms folded into the convolutions,
         and the 1x1 convolution's inverse and the ActNorm inverse as one convolution. Same output to float
@@ -462,14 +482,14 @@ class FlowStep(nn.Module):
         if self.conditional:
             if torch.is_tensor(cond):
                 cond = self.prepare_condition(cond)
-            y = self.injector.reverse(self.coupling.reverse(y, cond[1]), cond[0])
+            y = self.injector.fast_inverse(self.coupling.fast_inverse(y, cond[1]), cond[0])
         inverse = self.invconv.inverse_and_logabsdet()[0] * torch.exp(-self.actnorm.logs).view(-1, 1)
         c = inverse.shape[0]
         with full_precision(y):
             return F.conv2d(y, inverse.view(c, c, 1, 1), -self.actnorm.bias.view(-1))
 
 
-class Split(nn.Module):
+class Split(InvertibleLayer):
     """Standardises the second half of the channels with a Gaussian predicted from the first half.
 
     forward: cat([z1, z2]) -> cat([z1, eps]) with eps = (z2 - mean(z1)) / exp(logs(z1)), so that the log-density

@@ -11,11 +11,12 @@ Gradients reach the chain's input, the shared conditioning tensor ``cond`` (accu
 parameter of the layers that requires one. The parameters are explicit inputs of the autograd node, so
 DistributedDataParallel sees them in the graph like on the plain path. The autocast state of the forward call is
 restored for the recomputation. A layer with a ``prepare_condition(cond)`` method (the part that depends on
-``cond`` alone) prepares it once per backward, for its inverse and its recomputation. Layers must be deterministic, and invertible in the mode they run in (a layer
-whose inverse depends on batch statistics must store them; ActNorm's data-dependent initialisation runs during
-the forward pass and is not repeated). A layer with ``reconstruct(y, cond, input_grad) -> (x, out, logdet)`` (or
-None) does its inverse and its recomputation in one pass, sharing what both need: ``FlowStep`` evaluates its
-coupling's sub-network once for both, since that sub-network's input is the same before and after the coupling.
+``cond`` alone) prepares it once per backward, for its inverse and its recomputation. Layers must be
+deterministic, and invertible in the mode they run in (a layer whose inverse depends on batch statistics must
+store them; ActNorm's data-dependent initialisation runs during the forward pass and is not repeated). A layer
+with ``inverse_and_recompute(y, cond, input_grad) -> (x, out, logdet)`` (or None) does its inverse and its
+recomputation in one pass, sharing what both need: ``FlowStep`` evaluates its coupling's sub-network once for
+both, since that sub-network's input is the same before and after the coupling.
 """
 import torch
 
@@ -92,9 +93,9 @@ class _InvertibleChain(torch.autograd.Function):
                     layer_cond = layer.prepare_condition(cond_leaf)
             need_x_grad = position > 0 or ctx.needs_input_grad[1]
             fused = None
-            if hasattr(layer, 'reconstruct'):  # inverse and recomputation sharing work
+            if hasattr(layer, 'inverse_and_recompute'):  # inverse and recomputation sharing work
                 with torch.enable_grad(), autocast:
-                    fused = layer.reconstruct(y, layer_cond, need_x_grad)
+                    fused = layer.inverse_and_recompute(y, layer_cond, need_x_grad)
             if fused is not None:
                 x, out, logdet = fused
             else:

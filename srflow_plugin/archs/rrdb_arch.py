@@ -37,8 +37,14 @@ class SRFlowRRDBNet(nn.Module):
             ``'trunk'`` (the SRFlow release). Default: ``'conv_first'``.
     """
 
-    def __init__(self, num_in_ch=3, num_out_ch=3, scale=4, num_feat=64, num_block=23, num_grow_ch=32,
-                 trunk_skip='conv_first'):
+    def __init__(self,
+                 num_in_ch: int = 3,
+                 num_out_ch: int = 3,
+                 scale: int = 4,
+                 num_feat: int = 64,
+                 num_block: int = 23,
+                 num_grow_ch: int = 32,
+                 trunk_skip: str = 'conv_first'):
         super().__init__()
         if scale not in (2, 4, 8):
             raise ValueError(f'SRFlowRRDBNet supports scale 2, 4 or 8, got scale={scale}')
@@ -88,6 +94,6 @@ class SRFlowRRDBNet(nn.Module):
         taps = torch.cat([tapped[i] for i in tap_blocks], 1) if tap_blocks else None
         return lr_feat, upsampled, taps
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         _, upsampled, _ = self.features(x)
         return self.conv_last(self.lrelu(self.conv_hr(upsampled[-1])))

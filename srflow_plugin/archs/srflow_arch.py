@@ -9,25 +9,13 @@ from torch import nn as nn
 from torch.nn import functional as F
 
 from srflow_plugin.utils import register
-from .flow_layers import FlowStep, Split, Squeeze, standard_normal_logp
+from .flow_base import ConditionalFlowNet, mixed_precision
+from .flow_layers import FlowStep, Split, Squeeze
 from .invertible_backprop import run_invertible_chain
 from .rrdb_arch import SRFlowRRDBNet
 
-
-AMP_DTYPES = {None: None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
-
-
-def mixed_precision(net, precision=None):
-    """``torch.autocast`` on the device of ``net``'s parameters: ``'bf16'``, ``'fp16'``, or None (float32, a no-op).
-
-    In SRFlowNet only the encoder and the affine sub-networks run in lower precision under it; the flow's own
-    arithmetic (log-dets, ActNorm, the 1x1 convolutions and their inverses, the split prior, all sums) turns
-    autocast off and stays float32 (:func:`flow_layers.full_precision`).
-    """
-    if precision not in AMP_DTYPES:
-        raise ValueError(f"mixed precision must be one of {list(AMP_DTYPES)}, got {precision!r}")
-    device_type = next(net.parameters()).device.type
-    return torch.autocast(device_type, dtype=AMP_DTYPES[precision], enabled=precision is not None)
+# mixed_precision lives in flow_base; models/ and the benchmarks import it from here
+__all__ = ['FlowLevel', 'SRFlowCondition', 'SRFlowNet', 'mixed_precision']
 
 
 class FlowLevel(nn.Module):
@@ -82,7 +70,7 @@ class FlowLevel(nn.Module):
         if self.split is not None:
             z = self.split.inverse(torch.cat([z, latent], 1))[0]
         for index in reversed(range(len(self.steps))):
-            z = self.steps[index].reverse(z, self._step_condition(index, cond))
+            z = self.steps[index].fast_inverse(z, self._step_condition(index, cond))
         return self.squeeze.inverse(z)[0]
 
 
@@ -130,11 +118,13 @@ class SRFlowCondition:
 
 
 @register(ARCH_REGISTRY)
-class SRFlowNet(nn.Module):
+class SRFlowNet(ConditionalFlowNet):
     """SRFlow: p(HR | LR) as a conditional normalizing flow on the HR image, conditioned on RRDB features.
 
     Level l = 1..L (L = log2(scale) + 1) works at HR / 2^l and is conditioned on the encoder feature of the same
     resolution, concatenated with the tapped trunk blocks resized to it. Levels l < L - 1 end with a split.
+    ``encode``, ``decode``, ``draw_latents`` and ``forward`` are those of :class:`ConditionalFlowNet`; the latents
+    are [split latents..., top latent], and odd LR sizes are reflect-padded at the bottom/right inside the flow.
 
     Args:
         scale (int): 2, 4 or 8. Default: 4.
@@ -193,13 +183,13 @@ class SRFlowNet(nn.Module):
         self.noise_embedding = NoiseLevelEmbedding(cond_channels, self.num_levels) if noise_conditioning else None
         self.memory_saving = False
 
-    # ---------------------------------------------------------------- shapes and inputs
+    # ---------------------------------------------------------------- shapes
     @staticmethod
-    def padded_lq_size(lq_h, lq_w):
+    def padded_lq_size(lq_h: int, lq_w: int) -> Tuple[int, int]:
         """LR size after reflect padding at the bottom/right to a multiple of 2 (the coarsest level is LR / 2)."""
         return lq_h + lq_h % 2, lq_w + lq_w % 2
 
-    def latent_shapes(self, lq_h, lq_w):
+    def latent_shapes(self, lq_h: int, lq_w: int) -> List[Tuple[int, int, int]]:
         """(C, H, W) of each latent [split latents..., top latent] for an LR image of size lq_h x lq_w."""
         h, w = self.padded_lq_size(lq_h, lq_w)
         h, w = h * self.scale, w * self.scale
@@ -210,14 +200,6 @@ class SRFlowNet(nn.Module):
                 shapes.append((level.latent_channels, h, w))
         shapes.append((self.levels[-1].out_channels, h, w))
         return shapes
-
-    def _check_image(self, name, x):
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f'{name} must be [B, {self.in_channels}, H, W], got shape {tuple(x.shape)}')
-
-    def autocast(self, precision=None):
-        """Context manager for mixed precision: ``'bf16'`` or ``'fp16'``, None for float32 (:func:`mixed_precision`)."""
-        return mixed_precision(self, precision)
 
     # ---------------------------------------------------------------- conditioning
     def _level_features(self, lq):
@@ -261,36 +243,9 @@ class SRFlowNet(nn.Module):
         conds = [level.prepare_condition(u) for level, u in zip(self.levels, features)] if precompute else features
         return SRFlowCondition(conds, lq_size, padded, lq.shape[0])
 
-    def _resolve_condition(self, lq, cond, noise_std=None):
-        if cond is None:
-            if lq is None:
-                raise ValueError('give the LR images (lq) or a precomputed condition (cond)')
-            # used once: preparing steps ahead only costs memory
-            return self.condition(lq, precompute=False, noise_std=noise_std)
-        if noise_std is not None:
-            raise ValueError('give noise_std to condition(), which made cond, not with cond')
-        return cond
-
-    # ---------------------------------------------------------------- encode: HR -> latents
-    def encode(self, gt, lq=None, cond=None, noise_std=None):
-        """Maps HR images to their latents and negative log-likelihood under the model.
-
-        Args:
-            gt (Tensor): HR images [B, C, scale*h, scale*w] in [0, 1].
-            lq (Tensor): LR images [B, C, h, w] (or give ``cond``).
-            cond (SRFlowCondition): Precomputed condition of the LR images.
-            noise_std (Tensor | float): With ``lq``: the std of the noise added to ``gt`` (noise conditioning).
-
-        Returns:
-            tuple: (latents, nll): latents is the list of standardised latents [split latents..., top latent]
-            (each ~ N(0, I) under the model), nll the negative log-likelihood in bits per dimension, shape [B].
-        """
-        self._check_image('gt', gt)
-        cond = self._resolve_condition(lq, cond, noise_std)
+    # ---------------------------------------------------------------- the flow's two directions
+    def _flow_forward(self, gt, cond):
         expected = (cond.lq_size[0] * self.scale, cond.lq_size[1] * self.scale)
-        if tuple(gt.shape[-2:]) != expected:
-            raise ValueError(f'gt of shape {tuple(gt.shape)} is not {self.scale}x the LR size {cond.lq_size} '
-                             f'(expected {expected[0]}x{expected[1]})')
         padded = (cond.padded_size[0] * self.scale, cond.padded_size[1] * self.scale)
         if padded != expected:
             gt = F.pad(gt, (0, padded[1] - expected[1], 0, padded[0] - expected[0]), mode='reflect')
@@ -302,74 +257,11 @@ class SRFlowNet(nn.Module):
             if latent is not None:
                 latents.append(latent)
         latents.append(z)
-        log_likelihood = logdet + sum(standard_normal_logp(t) for t in latents)
-        nll = -log_likelihood / (math.log(2.0) * gt[0].numel())
-        return latents, nll
+        return latents, logdet
 
-    # ---------------------------------------------------------------- decode: latents -> HR
-    def decode(self, lq=None, latents=None, temperature=0.8, generator=None, cond=None):
-        """Draws (or reconstructs) HR images for the LR images.
-
-        Args:
-            lq (Tensor): LR images [B, C, h, w] (or give ``cond``).
-            latents (list[Tensor]): Standardised latents as returned by :meth:`encode`, used as they are
-                (``temperature`` is then ignored). Default: drawn from N(0, temperature^2).
-            temperature (float): Standard deviation of the drawn latents (tau, "heat"); 0 gives the mode-like
-                image. Default: 0.8.
-            generator (torch.Generator): Random generator for the drawn latents, for reproducible samples.
-            cond (SRFlowCondition): Precomputed condition of the LR images.
-
-        Returns:
-            Tensor: HR images [B, C, scale*h, scale*w] (not clamped).
-        """
-        if temperature < 0:
-            raise ValueError(f'temperature must be >= 0, got {temperature}')
-        cond = self._resolve_condition(lq, cond)
-        if latents is None:
-            latents = self.draw_latents(*cond.lq_size, temperature, generator, batch=cond.batch)
-        else:
-            self._check_latents(latents, self.latent_shapes(*cond.lq_size), cond.batch)
+    def _flow_inverse(self, latents, cond):
         split_latents = iter(reversed(latents[:-1]))
         z = latents[-1]
         for level, level_cond in zip(reversed(self.levels), reversed(cond.level_conds)):
             z = level.inverse(z, next(split_latents) if level.split is not None else None, level_cond)
         return z[..., :cond.lq_size[0] * self.scale, :cond.lq_size[1] * self.scale]
-
-    def draw_latents(self, lq_h, lq_w, temperature=0.8, generator=None, batch=1, device=None, dtype=None):
-        """Latents ~ N(0, temperature^2) for an LR image of lq_h x lq_w, as :meth:`decode` draws them.
-
-        Args:
-            lq_h, lq_w (int): LR size.
-            temperature (float): Standard deviation (tau). Default: 0.8.
-            generator (torch.Generator): Random generator (on any device). Default: torch's global one.
-            batch (int): Samples. Default: 1.
-            device, dtype: Of the result. Default: those of the network's parameters.
-
-        Returns:
-            list[Tensor]: [split latents..., top latent], each [batch, C, H, W]; with equally seeded generators,
-            ``decode(cond=c, latents=draw_latents(...))`` equals ``decode(cond=c, temperature=..., generator=...)``.
-        """
-        if temperature < 0:
-            raise ValueError(f'temperature must be >= 0, got {temperature}')
-        param = next(self.parameters())
-        device = param.device if device is None else torch.device(device)
-        dtype = param.dtype if dtype is None else dtype
-        draw_device = generator.device if generator is not None else device
-        return [(torch.randn((batch, ) + shape, generator=generator, device=draw_device, dtype=dtype) *
-                 temperature).to(device) for shape in self.latent_shapes(lq_h, lq_w)]
-
-    def _check_latents(self, latents, shapes, batch):
-        got = [tuple(t.shape[1:]) for t in latents]
-        if got != shapes:
-            raise ValueError(f'latents of shapes {[tuple(t.shape) for t in latents]} do not fit this LR size: '
-                             f'expected [B, C, H, W] with (C, H, W) = {shapes}')
-        batches = {t.shape[0] for t in latents}
-        if len(batches) != 1 or (batch != 1 and batches != {batch}):
-            raise ValueError(f'latents have batch sizes {sorted(batches)}; the condition has batch {batch}')
-
-    def forward(self, lq, gt=None, noise_std=None, **decode_kwargs):
-        """``net(lq, gt[, noise_std])`` is :meth:`encode`; ``net(lq, ...)`` is :meth:`decode` (kept one entry for
-        DDP)."""
-        if gt is not None:
-            return self.encode(gt, lq, noise_std=noise_std)
-        return self.decode(lq, **decode_kwargs)

@@ -42,7 +42,12 @@ class SRResNet(nn.Module):
         upscale (int): 2, 4 or 8: log2(upscale) pixel-shuffle stages. Default: 4.
     """
 
-    def __init__(self, num_in_ch=3, num_out_ch=3, num_feat=64, num_block=8, upscale=4):
+    def __init__(self,
+                 num_in_ch: int = 3,
+                 num_out_ch: int = 3,
+                 num_feat: int = 64,
+                 num_block: int = 8,
+                 upscale: int = 4):
         super().__init__()
         if upscale not in (2, 4, 8):
             raise ValueError(f'SRResNet supports upscale 2, 4 or 8, got upscale={upscale}')

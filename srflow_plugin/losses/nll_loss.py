@@ -1,5 +1,7 @@
 """Negative log-likelihood loss of a normalizing flow."""
 import math
+from typing import Optional
+
 import torch
 from torch import nn
 
@@ -27,7 +29,7 @@ class FlowNLLLoss(nn.Module):
         reduction (str): 'none' | 'mean' | 'sum' over the batch. Default: 'mean'.
     """
 
-    def __init__(self, loss_weight=1.0, quantization=None, reduction='mean'):
+    def __init__(self, loss_weight: float = 1.0, quantization: Optional[int] = None, reduction: str = 'mean'):
         super().__init__()
         if reduction not in _REDUCTIONS:
             raise ValueError(f'FlowNLLLoss: unsupported reduction {reduction!r}; use one of {_REDUCTIONS}.')
@@ -38,18 +40,18 @@ class FlowNLLLoss(nn.Module):
         self.reduction = reduction
 
     @property
-    def constant(self):
+    def constant(self) -> float:
         """Bits per dimension added for the dequantisation noise: log2(q), or 0."""
         return math.log2(self.quantization) if self.quantization else 0.0
 
-    def dequantize(self, gt, generator=None):
+    def dequantize(self, gt: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """Add uniform noise (U[0, 1) - 0.5) / q to images in [0, 1]; unchanged when quantization is None."""
         if not self.quantization:
             return gt
         noise = torch.rand(gt.shape, generator=generator, device=gt.device, dtype=gt.dtype)
         return gt + (noise - 0.5) / self.quantization
 
-    def forward(self, nll):
+    def forward(self, nll: torch.Tensor) -> torch.Tensor:
         """
         Args:
             nll (Tensor): NLL per sample [B], bits per dimension of the continuous density.

@@ -1,11 +1,13 @@
 """Diversity score of NTIRE 2021/2022 "Learning the super-resolution space"."""
+from typing import Union
+
 import numpy as np
 import torch
 
 __all__ = ['diversity_score']
 
 
-def diversity_score(maps):
+def diversity_score(maps: Union[np.ndarray, torch.Tensor]) -> float:
     """How much better the pixel-wise best of N SR samples is than the best single sample.
 
     ``diversity = (global_best - local_best) / global_best * 100`` where ``global_best`` is the lowest

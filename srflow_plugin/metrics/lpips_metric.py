@@ -165,7 +165,7 @@ def get_lpips_model(net='alex', version='0.1', device=None):
 
 
 @torch.no_grad()
-def lpips_distance(sr, gt, spatial=False, net='alex', version='0.1'):
+def lpips_distance(sr, gt, spatial=False, net='alex', version='0.1', device=None):
     """LPIPS between batches of RGB images in [0, 1].
 
     Args:
@@ -174,13 +174,15 @@ def lpips_distance(sr, gt, spatial=False, net='alex', version='0.1'):
         spatial (bool): Return per-pixel maps instead of one value per image. Default: False.
         net (str): Trunk network. Default: 'alex'.
         version (str): LPIPS version. Default: '0.1'.
+        device (str | torch.device | None): Where LPIPS runs. Default: the images' GPU, else CUDA when
+            available, else the CPU.
 
     Returns:
         Tensor: shape (N,) with ``spatial=False``; (N, 1, H, W) maps with ``spatial=True`` (lpips
         upsamples every layer to the image size; the map mean equals the scalar up to the
         interpolation at the borders, about 1e-4 relative). On the device of the network.
     """
-    model = get_lpips_model(net, version, device=sr.device if sr.is_cuda else None)
+    model = get_lpips_model(net, version, device=device if device is not None else sr.device if sr.is_cuda else None)
     device = next(model.parameters()).device
     sr = sr.to(device, torch.float32)
     gt = gt.to(device, torch.float32).expand_as(sr)

@@ -1,4 +1,6 @@
 """LR-PSNR: how well a super-resolved image is consistent with its low-resolution input."""
+from typing import Optional
+
 import numpy as np
 
 from basicsr.metrics.psnr_ssim import calculate_psnr
@@ -9,7 +11,7 @@ from srflow_plugin.utils import register
 __all__ = ['calculate_lr_psnr', 'bicubic_downscale']
 
 
-def bicubic_downscale(img, scale):
+def bicubic_downscale(img: np.ndarray, scale: int) -> np.ndarray:
     """Downscale an 8-bit image by an integer factor with MATLAB's bicubic ``imresize``.
 
     The resize runs in float on [0, 1] (basicsr.utils.matlab_functions.imresize, anti-aliased); the
@@ -40,15 +42,15 @@ def _integer_scale(sr_shape, lq_shape):
 
 
 @register(METRIC_REGISTRY)
-def calculate_lr_psnr(img,
-                      img2,
-                      lq=None,
-                      crop_border=0,
-                      against='lq',
-                      test_y_channel=False,
-                      scale=None,
-                      input_order='HWC',
-                      **kwargs):
+def calculate_lr_psnr(img: np.ndarray,
+                      img2: Optional[np.ndarray],
+                      lq: Optional[np.ndarray] = None,
+                      crop_border: int = 0,
+                      against: str = 'lq',
+                      test_y_channel: bool = False,
+                      scale: Optional[int] = None,
+                      input_order: str = 'HWC',
+                      **kwargs) -> float:
     """LR-PSNR: PSNR between a low-resolution reference and the bicubic downscale of the SR output.
 
     Two definitions are in use:

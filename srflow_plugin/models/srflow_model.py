@@ -370,7 +370,7 @@ class SRFlowModel(BaseModel):
     # ------------------------------------------------------------------ checkpoints
     def _check_finite(self):
         for label, net in [('net_g', self._bare())] + ([('net_g_ema', self.net_g_ema)]
-                                                      if hasattr(self, 'net_g_ema') else []):
+                                                       if hasattr(self, 'net_g_ema') else []):
             for name, param in net.state_dict().items():
                 if param.is_floating_point() and not bool(torch.isfinite(param).all()):
                     raise RuntimeError(f'{label} parameter {name} is not finite; refusing to save a checkpoint.')
@@ -385,7 +385,8 @@ class SRFlowModel(BaseModel):
 
     @master_only
     def save_network(self, net, net_label, current_iter, param_key='params'):
-        """As BaseModel's, but written atomically (a killed run leaves no half-written file)."""
+        """As BaseModel's, but written atomically (a killed run leaves no half-written file) and with the options
+        that decide the layout (``network_g``), which loading compares with its own options."""
         label = 'latest' if current_iter == -1 else current_iter
         nets = net if isinstance(net, list) else [net]
         keys = param_key if isinstance(param_key, list) else [param_key]
@@ -393,6 +394,7 @@ class SRFlowModel(BaseModel):
         for net_, key in zip(nets, keys):
             state_dict = self.get_bare_model(net_).state_dict()
             save_dict[key] = OrderedDict((k, v.cpu()) for k, v in strip_module_prefix(state_dict).items())
+        save_dict['network_g'] = deepcopy(self.opt['network_g'])  # the layout, checked when the file is loaded
         atomic_save(save_dict, osp.join(self.opt['path']['models'], f'{net_label}_{label}.pth'))
 
     @master_only
@@ -423,4 +425,3 @@ class SRFlowModel(BaseModel):
             self.training_position.resume(resume_state.get('position'))
         if resume_state.get('grad_scaler'):
             self.grad_scaler.load_state_dict(resume_state['grad_scaler'])
-

@@ -28,6 +28,7 @@ from tqdm import tqdm
 from srflow_plugin.archs.srflow_arch import mixed_precision
 from srflow_plugin.options_schema import get_option
 from srflow_plugin.utils.image import crop_gt_to_sr, nonfinite_pixels, record_nonfinite, to_image, write_image
+from srflow_plugin.utils.paths import path_component
 from srflow_plugin.utils.safe_sampling import decode_safely
 from srflow_plugin.utils.sampling import (draw_noise, image_generator, image_name, output_name, sample_keys, scaled,
                                           temperature_tag)
@@ -105,7 +106,7 @@ def validate(model, net, dataloader, current_iter, tb_logger, save_img, nll_cons
         nonfinite_pixels when any).
     """
     opt = model.opt
-    dataset_name = dataloader.dataset.opt['name']
+    dataset_name = path_component(dataloader.dataset.opt['name'], "Option 'datasets.<phase>.name'")
     heats = [float(h) for h in get_option(opt, 'val', 'heats')]
     n_sample = int(get_option(opt, 'val', 'n_sample'))
     seed = get_option(opt, 'val', 'seed')
@@ -126,7 +127,7 @@ def validate(model, net, dataloader, current_iter, tb_logger, save_img, nll_cons
     pbar = tqdm(total=len(dataloader), unit='image') if opt['val'].get('pbar', False) else None
 
     for val_data in dataloader:
-        name = image_name(val_data['lq_path'][0], net.scale)
+        name = path_component(image_name(val_data['lq_path'][0], net.scale), f"Image {val_data['lq_path'][0]}: name")
         model.feed_data(val_data)
         lq = model.lq
         lq_img = to_image(lq)

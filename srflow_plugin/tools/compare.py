@@ -33,15 +33,17 @@ from os import path as osp
 import cv2
 import numpy as np
 import torch
-import yaml
 
 import srflow_plugin  # noqa: F401  (registers the archs; before basicsr: installs the torchvision shim)
 from basicsr.utils import imwrite
+from srflow_plugin.archs.flow_base import ConditionalFlowNet
 from srflow_plugin.tools import measure as measure_tool
-from srflow_plugin.tools.command import HelpFormatter, console_command
+from srflow_plugin.tools.command import HelpFormatter, add_device_argument, console_command, resolve_device
 from srflow_plugin.tools.grid import bicubic_upscale, make_grid, nearest_upscale
 from srflow_plugin.utils.checkpoint import checkpoint_params, load_weights, read_checkpoint, strip_module_prefix
 from srflow_plugin.utils.image import images_in, list_images, read_image, to_image, to_tensor
+from srflow_plugin.utils.option_file import read_option_file
+from srflow_plugin.utils.paths import check_outputs, path_component
 from srflow_plugin.utils.sampling import image_generator, output_name, output_names, temperature_of, temperature_tag
 from srflow_plugin.utils.table import write_csv
 
@@ -75,8 +77,7 @@ def parse_model(spec):
     if '=' not in spec:
         raise ValueError(f'--model {spec!r}: expected NAME=FOLDER or NAME=OPTIONS.yml[:CHECKPOINT]')
     name, target = spec.split('=', 1)
-    if not name or '/' in name:
-        raise ValueError(f'--model {spec!r}: the name must be non-empty and hold no "/"')
+    path_component(name, f'--model {spec!r}: NAME')  # it names the folder outputs/<NAME>
     if osp.isdir(target):
         return ModelSpec(name, folder=target)
     options, _, checkpoint = target.partition(':') if not osp.isfile(target) else (target, '', '')
@@ -95,8 +96,7 @@ def load_network(options, checkpoint=None, device='cpu'):
         tuple: (network, scale of the option file or None).
     """
     from basicsr.archs import build_network
-    with open(options, encoding='utf-8') as f:
-        opt = yaml.safe_load(f) or {}
+    opt = read_option_file(options)
     if not isinstance(opt.get('network_g'), dict):
         raise ValueError(f'Option file {options} has no network_g section')
     checkpoint = checkpoint or (opt.get('path') or {}).get('pretrain_network_g')
@@ -112,10 +112,6 @@ def load_network(options, checkpoint=None, device='cpu'):
     return net.eval().to(device), opt.get('scale')
 
 
-def is_flow(net):
-    return hasattr(net, 'draw_latents') and hasattr(net, 'condition')
-
-
 @torch.no_grad()
 def run_model(net, lr_folder, out_dir, scale, temperatures=(0.0, 0.8), samples=3, seed=0):
     """Runs a network on every LR image of ``lr_folder``; writes ``<image>.png`` (SR networks) or
@@ -126,7 +122,7 @@ def run_model(net, lr_folder, out_dir, scale, temperatures=(0.0, 0.8), samples=3
     os.makedirs(out_dir, exist_ok=True)
     for path, name in zip(paths, output_names(paths, scale)):
         lq = to_tensor(read_image(path)).to(device)
-        if is_flow(net):
+        if isinstance(net, ConditionalFlowNet):
             outputs = sample_image(net, lq, temperatures, samples, image_generator(seed, name))
             for (temperature, sample), sr in outputs.items():
                 imwrite(to_image(sr), osp.join(out_dir, output_name(name, temperature, sample)))
@@ -165,7 +161,7 @@ def compare(models, gt_folder, lr_folder, out_dir, scale=4, temperatures=(0.0, 0
         use_lpips, use_fid (bool): Measure LPIPS (and diversity) / FID. Default: True.
         fid_features (callable | None): Feature network of FID (default: BasicSR's Inception).
         seed (int): Seed of the flow samples. Default: 0.
-        device (str): Where run models go. Default: 'cpu'.
+        device (str | torch.device): Where run models and the LPIPS and FID networks go. Default: 'cpu'.
         verbose (bool): Print progress. Default: True.
 
     Returns:
@@ -184,7 +180,7 @@ def compare(models, gt_folder, lr_folder, out_dir, scale=4, temperatures=(0.0, 0
         for temperature in _temperatures(folder, gt_folder):
             image_rows = measure_tool.measure(folder, gt_folder, lr_folder, scale, crop_border, use_lpips=use_lpips,
                                               verbose=False, temperature=temperature, fid=use_fid,
-                                              fid_features=fid_features)
+                                              fid_features=fid_features, device=device)
             mean = image_rows[-1]
             row = OrderedDict(model=spec.name, temperature='' if temperature is None else temperature_tag(temperature))
             for key in ('fid', 'lpips', 'psnr', 'ssim', 'lr_psnr', 'diversity'):
@@ -370,15 +366,19 @@ def parse_args(argv=None):
     parser.add_argument('--crop', type=int, nargs=3, default=None, metavar=('Y', 'X', 'SIZE'),
                         help='Grid box in HR pixels. Default: the centre square of side min(H, W, 128)')
     parser.add_argument('--seed', type=int, default=0, help='Seed of the flow samples. Default: 0')
-    parser.add_argument('--device', default='cpu', help='Device of run models. Default: cpu')
+    add_device_argument(parser, 'the run models and the LPIPS and FID networks')
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
     models = [parse_model(spec) for spec in args.model]
+    inputs = {'--gt': args.gt, '--lr': args.lr}
+    inputs.update({f'--model {m.name}': [p for p in (m.folder, m.options, m.checkpoint) if p] for m in models})
+    check_outputs({'--out': args.out}, inputs)
     rows, folders = compare(models, args.gt, args.lr, args.out, args.scale, args.temperatures, args.samples,
-                            args.crop_border, not args.no_lpips, not args.no_fid, seed=args.seed, device=args.device)
+                            args.crop_border, not args.no_lpips, not args.no_fid, seed=args.seed,
+                            device=resolve_device(args.device))
     table = write_outputs(rows, folders, args.out, args.gt, args.lr, args.scale, args.grid_images, args.crop,
                           args.grid_temperature)
     print(table)

@@ -9,7 +9,7 @@ key=value ..."`` is built with BasicSR's ``build_network`` (values parsed as YAM
 - parameters: all of them;
 - multiply-accumulates (MACs) per output pixel: every convolution and matrix product that one forward pass runs
   (``torch.utils.flop_counter``, FLOPs / 2; normalisation, activations and additions are not counted), divided by
-  the output pixels. SR networks run on an LR probe; a flow (a network with ``decode``/``draw_latents``) counts
+  the output pixels. SR networks run on an LR probe; a flow (a ``ConditionalFlowNet``) counts
   ``condition`` + ``decode``, i.e. drawing one sample. A network whose output is not an image (a discriminator)
   is counted per input pixel, on an input of its ``input_size`` (default 128);
 - receptive field: the gradient of one output pixel near the centre (all channels) with respect to the input,
@@ -22,14 +22,15 @@ in MACs per output pixel and in receptive field.
 """
 import argparse
 import copy
-import math
 import sys
 
 import torch
 import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
+from srflow_plugin.archs.flow_base import ConditionalFlowNet
 from srflow_plugin.tools.command import HelpFormatter, console_command
+from srflow_plugin.utils.option_file import read_option_file
 
 __all__ = ['NetworkFigures', 'measure_network', 'parse_arch', 'option_networks', 'relative_gap', 'main', 'cli']
 
@@ -56,10 +57,6 @@ class NetworkFigures:
                 f'{self.macs_per_pixel / 1e6:9.4f} M per {self.per} pixel   {rf}')
 
 
-def _is_flow(net):
-    return hasattr(net, 'decode') and hasattr(net, 'draw_latents')
-
-
 def _in_channels(net):
     for name in ('in_channels', 'num_in_ch', 'in_nc'):
         if isinstance(getattr(net, name, None), int):
@@ -70,7 +67,7 @@ def _in_channels(net):
 
 def _run(net, x, generator_seed=0):
     """The network's output image for input x (a flow draws one sample at temperature 0.8 with fixed latents)."""
-    if _is_flow(net):
+    if isinstance(net, ConditionalFlowNet):
         cond = net.condition(x)
         latents = net.draw_latents(*x.shape[-2:], 0.8, torch.Generator().manual_seed(generator_seed), batch=x.shape[0],
                                    device=x.device, dtype=x.dtype)
@@ -165,10 +162,9 @@ def parse_arch(spec):
 
 
 def option_networks(path):
-    """[(label, network option)] of every ``network_*`` of an option file (safe YAML)."""
+    """[(label, network option)] of every ``network_*`` of an option file (:mod:`srflow_plugin.utils.option_file`)."""
     try:
-        with open(path, encoding='utf-8') as f:
-            opt = yaml.safe_load(f)
+        opt = read_option_file(path)
     except OSError as error:
         raise FileNotFoundError(f'Cannot read option file {path}: {error}') from error
     nets = [(f'{path}:{key}', value) for key, value in (opt or {}).items()

@@ -13,6 +13,7 @@ import sys
 import srflow_plugin  # noqa: F401  (before basicsr: installs the torchvision shim)
 from srflow_plugin.tools.command import HelpFormatter, console_command
 from srflow_plugin.utils.checkpoint import RELEASED_CONFIGS, convert_release_checkpoint
+from srflow_plugin.utils.paths import check_outputs
 
 
 def network_config(args):
@@ -47,6 +48,7 @@ def main(argv=None):
     parser.add_argument('--plain_steps', type=int)
     parser.add_argument('--hidden_channels', type=int)
     args = parser.parse_args(argv)
+    check_outputs({'-o': args.output}, {'checkpoint': args.checkpoint})
     config = network_config(args)
     net = convert_release_checkpoint(args.checkpoint, args.output, config)
     print(f'wrote {args.output}: SRFlowNet({config}), {sum(p.numel() for p in net.parameters()):,} parameters')

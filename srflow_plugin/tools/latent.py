@@ -36,10 +36,11 @@ import torch
 
 import srflow_plugin  # noqa: F401  (before basicsr: installs the torchvision shim)
 from srflow_plugin.metrics import bicubic_downscale
-from srflow_plugin.tools.command import HelpFormatter, console_command
+from srflow_plugin.tools.command import HelpFormatter, add_device_argument, console_command, resolve_device
 from srflow_plugin.tools.grid import make_grid
 from srflow_plugin.utils.checkpoint import atomic_save, load_srflow, read_checkpoint
 from srflow_plugin.utils.image import read_image, to_image, to_tensor, write_image
+from srflow_plugin.utils.paths import check_outputs
 from srflow_plugin.utils.safe_sampling import decode_safely, repair_summary
 from srflow_plugin.utils.sampling import draw_noise, image_generator, image_name, scaled
 
@@ -338,7 +339,7 @@ def parse_args(argv=None):
     common.add_argument('-c', '--checkpoint', required=True, help='SRFlowNet checkpoint (BasicSR .pth)')
     common.add_argument('-o', '--output', required=True, help='output folder')
     common.add_argument('--opt', default=None, help='option yml whose network_g builds the network')
-    common.add_argument('--device', default='cpu')
+    add_device_argument(common)
 
     encode = sub.add_parser('encode', parents=[common], help='HR image -> latents (.pt) and reconstruction')
     encode.add_argument('--hr', required=True, help='HR image')
@@ -365,8 +366,13 @@ def parse_args(argv=None):
         sub_parser.add_argument('--safe_sampling', action='store_true', help='repair non-finite or far out-of-range '
                                 'pixels by redrawing that region\'s latents colder (srflow_plugin.utils.safe_sampling)')
     args = parser.parse_args(argv)
-    if args.command == 'transfer' and args.mode == 'content' and args.box is None:
-        parser.error('transfer --mode content needs --box X Y W H')
+    if args.command == 'transfer' and args.mode == 'content':
+        if args.box is None:
+            parser.error('transfer --mode content needs --box X Y W H')
+        x, y, w, h = args.box
+        if x < 0 or y < 0 or w <= 0 or h <= 0:
+            parser.error(f'--box {x} {y} {w} {h}: X and Y must be >= 0 and W and H > 0 (an empty box would transfer '
+                         'nothing)')
     if args.command == 'sweep' and any(not math.isfinite(t) or t < 0 for t in args.temperatures):
         parser.error(f'--temperatures must be finite and >= 0, got {args.temperatures}')
     return args
@@ -374,7 +380,9 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    net = load_srflow(args.checkpoint, args.opt, args.device)
+    inputs = ('hr', 'lr', 'input', 'source', 'source_lr', 'target', 'target_lr')
+    check_outputs({'-o': args.output}, {f'--{key}': getattr(args, key, None) for key in inputs})
+    net = load_srflow(args.checkpoint, args.opt, resolve_device(args.device))
     return {'encode': run_encode, 'transfer': run_transfer, 'sweep': run_sweep}[args.command](args, net)
 
 

@@ -40,9 +40,10 @@ import torch
 import srflow_plugin  # noqa: F401  (before basicsr: installs the torchvision shim)
 from basicsr.metrics.psnr_ssim import calculate_psnr, calculate_ssim
 from srflow_plugin.metrics import FID, calculate_lr_psnr, diversity_score, get_lpips_model, lpips_distance
-from srflow_plugin.tools.command import HelpFormatter, console_command
-from srflow_plugin.utils.image import crop_gt_to_sr, images_in, read_image, read_nonfinite, to_tensor
-from srflow_plugin.utils.sampling import temperature_of, temperature_tag
+from srflow_plugin.tools.command import HelpFormatter, add_device_argument, console_command, resolve_device
+from srflow_plugin.utils.image import crop_gt_to_sr, images_in, is_image_file, read_image, read_nonfinite, to_tensor
+from srflow_plugin.utils.paths import check_outputs
+from srflow_plugin.utils.sampling import run_tag_of, temperature_of, temperature_tag
 from srflow_plugin.utils.table import write_csv as write_table
 
 # column -> (markdown header, decimals in the markdown table)
@@ -106,8 +107,19 @@ def select_temperature(groups, temperature=None):
         dict[str, list[str]]: GT stem -> its SR files of that temperature.
 
     Raises:
-        ValueError: without ``temperature``, naming the first image with several temperatures and them.
+        ValueError: naming the first image whose files come from several iterations or runs (validation's
+        ``<image>_<iter>_t<T>_s<k>``: they are not samples of one model), or, without ``temperature``, the first
+        image with several temperatures and them.
     """
+    runs = {stem: sorted({run_tag_of(p, stem) for p in paths} - {None}) for stem, paths in groups.items()}
+    runs = {stem: tags for stem, tags in runs.items() if len(tags) > 1}
+    if runs:
+        stem, tags = next(iter(runs.items()))
+        more = f' (and {len(runs) - 1} more image(s))' if len(runs) > 1 else ''
+        raise ValueError(f'The SR files of {stem} come from {len(tags)} iterations or runs ('
+                         f'{", ".join(repr(t) for t in tags)} between the image name and _t<T>_s<k>){more}; the '
+                         'samples of one image must come from one checkpoint. Measure a folder that holds one of '
+                         'them.')
     if temperature is not None:
         tag = temperature_tag(temperature)
         kept = {stem: [p for p in paths if temperature_of(p, stem) == tag] for stem, paths in groups.items()}
@@ -135,7 +147,7 @@ def find_lr(lr_paths, stem):
     return None
 
 
-def measure_image(samples, gt, lq=None, scale=None, crop_border=0, use_lpips=True, names=('sr', 'gt')):
+def measure_image(samples, gt, lq=None, scale=None, crop_border=0, use_lpips=True, names=('sr', 'gt'), device=None):
     """Metrics of the SR samples of one image, averaged over the samples.
 
     Args:
@@ -147,6 +159,7 @@ def measure_image(samples, gt, lq=None, scale=None, crop_border=0, use_lpips=Tru
         crop_border (int): Border cropped for PSNR, SSIM and LPIPS (in SR pixels). Default: 0.
         use_lpips (bool): Compute LPIPS and, for >= 2 samples, the diversity score. Default: True.
         names (tuple[str]): SR and GT names for error messages.
+        device (str | torch.device | None): Where LPIPS runs. Default: CUDA when available, else the CPU.
 
     Returns:
         dict: psnr, ssim, psnr_y, ssim_y, samples, and when available lpips, lr_psnr, lr_psnr_gt,
@@ -187,9 +200,9 @@ def measure_image(samples, gt, lq=None, scale=None, crop_border=0, use_lpips=Tru
         maps, values = [], []
         for sr in samples:
             sr_t = crop(to_tensor(sr))
-            values.append(lpips_distance(sr_t, gt_t).item())
+            values.append(lpips_distance(sr_t, gt_t, device=device).item())
             if len(samples) > 1:
-                maps.append(lpips_distance(sr_t, gt_t, spatial=True)[0, 0].cpu())
+                maps.append(lpips_distance(sr_t, gt_t, spatial=True, device=device)[0, 0].cpu())
         row['lpips'] = float(np.mean(values))
         if maps:
             row['diversity'] = diversity_score(torch.stack(maps))
@@ -219,7 +232,8 @@ def measure(sr_folder,
             verbose=True,
             temperature=None,
             fid=False,
-            fid_features=None):
+            fid_features=None,
+            device=None):
     """Measure a folder of SR results against GT (and LR) images.
 
     Args:
@@ -230,12 +244,14 @@ def measure(sr_folder,
         crop_border (int): Border cropped for PSNR, SSIM and LPIPS'mean').
         fid (bool): Also FID over all measured samples, in the mean row (key 'fid'). Default: False.
         fid_features (callable | None): FID's feature network (default: BasicSR's Inception-v3).
+        device (str | torch.device | None): Where LPIPS and FID run. Default: CUDA when available, else the CPU.
     """
     if lr_folder is None and scale is None:
         raise ValueError('Give the LR folder (lr_folder / --lr) or the scale (scale / --scale).')
     if use_lpips:
-        get_lpips_model()  # fail now, not after the PSNRs, when the backbone weights are missing
-    fid_metric = FID(crop_border, feature_net=fid_features) if fid else None  # fails now without Inception weights
+        get_lpips_model(device=device)  # fail now, not after the PSNRs, when the backbone weights are missing
+    # fails now without the Inception weights
+    fid_metric = FID(crop_border, feature_net=fid_features, device=device) if fid else None
     gt_paths = {_stem(p): p for p in images_in(gt_folder)}
     nonfinite = read_nonfinite(sr_folder)
     groups = select_temperature(group_samples(images_in(sr_folder, recursive=True), gt_paths), temperature)
@@ -278,7 +294,8 @@ def measure(sr_folder,
                           scale=scale,
                           crop_border=crop_border,
                           use_lpips=use_lpips,
-                          names=(sr_paths[0], gt_paths[stem])))
+                          names=(sr_paths[0], gt_paths[stem]),
+                          device=device))
         if fid_metric is not None:  # measure_image checked the shapes: the GT is cropped as there
             for sr in samples:
                 fid_metric.update(sr, gt[:sr.shape[0], :sr.shape[1]])
@@ -338,6 +355,7 @@ def parse_args(argv=None):
     parser.add_argument('--crop_border', type=int, default=0, help='Border excluded from PSNR/SSIM/LPIPS')
     parser.add_argument('--no_lpips', action='store_true', help='Skip LPIPS and diversity (no AlexNet weights).')
     parser.add_argument('--fid', action='store_true', help='Also FID over all samples (needs the Inception weights).')
+    add_device_argument(parser, 'LPIPS and FID')
     parser.add_argument('--csv', default=None, help='CSV output')
     parser.add_argument('--md', default=None, help='Markdown table output')
     args = parser.parse_args(argv)
@@ -348,15 +366,20 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    device = resolve_device(args.device)
     if not args.no_lpips:
         try:
-            get_lpips_model()
+            get_lpips_model(device=device)
         except FileNotFoundError as error:
             sys.exit(f'{error}\nTo measure without LPIPS and diversity, pass --no_lpips.')
-    rows = measure(args.sr, args.gt, args.lr, args.scale, args.crop_border, use_lpips=not args.no_lpips,
-                   temperature=args.temperature, fid=args.fid)
     csv_path = args.csv or osp.join(args.sr, 'metrics.csv')
     md_path = args.md or osp.join(args.sr, 'metrics.md')
+    check_outputs({'--csv': csv_path, '--md': md_path}, {'--gt': args.gt, '--lr': args.lr})
+    for option, path in (('--csv', csv_path), ('--md', md_path)):
+        if is_image_file(path):
+            raise ValueError(f'{option} {path}: a report with an image extension would be read as an SR sample.')
+    rows = measure(args.sr, args.gt, args.lr, args.scale, args.crop_border, use_lpips=not args.no_lpips,
+                   temperature=args.temperature, fid=args.fid, device=device)
     write_csv(rows, csv_path)
     table = format_markdown(rows)
     with open(md_path, 'w') as f:

@@ -34,6 +34,10 @@ from basicsr.utils.lmdb_util import make_lmdb_from_imgs
 from srflow_plugin.metrics.lr_psnr import bicubic_downscale
 from srflow_plugin.tools.command import HelpFormatter, console_command
 from srflow_plugin.utils.image import images_in, read_image
+from srflow_plugin.utils.lmdb_check import write_checksums
+from srflow_plugin.utils.paths import OWNER_MANIFEST, check_outputs, mark_owned, owned
+
+COMMAND = 'srflow-prepare-data'
 
 
 def crop_starts(length, tile, step, thresh_size):
@@ -116,6 +120,9 @@ def list_images(input_folders):
             stem = osp.splitext(osp.basename(path))[0]
             if not stem.isascii():
                 raise ValueError(f'Image {path}: LMDB keys must be ASCII, rename the file.')
+            if '.' in stem:
+                raise ValueError(f"Image {path}: its name has a dot before the extension; BasicSR's LMDB reader cuts "
+                                 'keys at the first dot (two images could become one), rename the file.')
             if stem in owner:
                 raise ValueError(f'Images {owner[stem]} and {path} have the same name; keys would clash.')
             owner[stem] = path
@@ -151,9 +158,12 @@ def prepare(input_folder,
         lmdb (bool): Also write LMDBs with meta_info.txt. Default: True.
         n_thread (int): Processes for cropping and resizing; 1 runs in this process. Default: 1.
         compression_level (int): PNG compression of the written images. Default: 3.
-        overwrite (bool): Replace existing outputs instead of raising FileExistsError. Default: False.
+        overwrite (bool): Replace existing outputs that an earlier run wrote (listed in ``.srflow-outputs``
+            beside them) instead of raising FileExistsError; nothing else is ever removed. Default: False.
 
     An unreadable, truncated or too small image is an error naming it, and nothing is left in ``output_root``.
+    An output that is, contains or lies inside an input folder is refused before anything is written
+    (:mod:`srflow_plugin.utils.paths`).
 
     Returns:
         dict: ``gt`` (folder), ``lr`` ({scale: folder}), ``gt_lmdb`` and ``lr_lmdb`` ({scale: path})
@@ -179,13 +189,19 @@ def prepare(input_folder,
     }
     targets = [outputs['gt'], *outputs['lr'].values()]
     targets += [outputs['gt_lmdb'], *outputs['lr_lmdb'].values()] if lmdb else []
+    check_outputs({f'folder {osp.basename(t)} of --output': t for t in targets}, {'--input': folders})
+    paths = list_images(folders)
+    for target in targets:  # all checked before the first is removed
+        if osp.exists(target) and not overwrite:
+            raise FileExistsError(f'{target} exists; remove it or pass overwrite=True (--overwrite).')
+        if osp.exists(target) and not owned(target, COMMAND):
+            raise FileExistsError(f'{target} exists and was not written by {COMMAND} (it is not listed in '
+                                  f'{OWNER_MANIFEST} beside it): --overwrite replaces only its own outputs; move it '
+                                  'away.')
     for target in targets:
         if osp.exists(target):
-            if not overwrite:
-                raise FileExistsError(f'{target} exists; remove it or pass overwrite=True (--overwrite).')
             shutil.rmtree(target)
 
-    paths = list_images(folders)
     try:
         _write_outputs(paths, outputs, scales, crop_size, step, thresh_size, multiple, compression_level, lmdb,
                        n_thread)
@@ -193,6 +209,7 @@ def prepare(input_folder,
         for target in targets:  # no partial output: a re-run needs no --overwrite
             if osp.isdir(target):
                 shutil.rmtree(target)
+            mark_owned(target, COMMAND, owned_now=False)
         raise
     return outputs
 
@@ -201,6 +218,7 @@ def _write_outputs(paths, outputs, scales, crop_size, step, thresh_size, multipl
                    n_thread):
     for folder in [outputs['gt'], *outputs['lr'].values()]:
         os.makedirs(folder)
+        mark_owned(folder, COMMAND)
     work = partial(process_image, gt_folder=outputs['gt'], lr_folders=outputs['lr'], crop_size=crop_size, step=step,
                    thresh_size=thresh_size, multiple=multiple, compression_level=compression_level)
     names, pixels = [], 0
@@ -227,6 +245,8 @@ def _write_outputs(paths, outputs, scales, crop_size, step, thresh_size, multipl
             # too small when that image compresses better than the rest (LMDB files are sparse).
             map_size = int(2 * pixels / scale**2) + 2**24
             make_lmdb_from_imgs(folder, lmdb_path, names, keys, map_size=map_size)
+            write_checksums(lmdb_path)  # checked when a dataset is built (utils/lmdb_check.py)
+            mark_owned(lmdb_path, COMMAND)
     outputs['keys'] = keys
 
 
@@ -246,7 +266,8 @@ def parse_args(argv=None):
     parser.add_argument('--no_lmdb', action='store_true', help='Only write PNG folders.')
     parser.add_argument('--n_thread', type=int, default=1, help='Worker processes')
     parser.add_argument('--compression_level', type=int, default=3, help='PNG compression level')
-    parser.add_argument('--overwrite', action='store_true', help='Replace existing outputs.')
+    parser.add_argument('--overwrite', action='store_true', help='Replace existing outputs of an earlier run of this '
+                        'command (never anything it did not write).')
     return parser.parse_args(argv)
 
 
@@ -271,7 +292,7 @@ def main(argv=None):
         print('LMDBs:', out['gt_lmdb'], *out['lr_lmdb'].values())
 
 
-cli = console_command(main, 'srflow-prepare-data')
+cli = console_command(main, COMMAND)
 
 if __name__ == '__main__':
     sys.exit(cli())

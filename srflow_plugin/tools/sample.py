@@ -1,7 +1,7 @@
 """Sample super-resolutions of an image or a folder with a trained SRFlowNet.
 
     srflow-sample -i <image or folder> -c <checkpoint.pth> -o <out folder> [--opt train.yml]
-        [--temperatures 0 0.8 0.9] [--num_samples 3] [--seed 0] [--device cpu|cuda]
+        [--temperatures 0 0.8 0.9] [--num_samples 3] [--seed 0] [--device auto|cpu|cuda]
         [--tile 128 --tile_overlap 32] [--grid [--gt <folder or image>] [--grid_dir <folder>]]
 
 Outputs ``<out>/<image>_t<temperature>_s<sample>.png`` (sample counted from 0), where ``<image>`` is the input's
@@ -17,13 +17,17 @@ smaller overlap trades exactness at the tile seams for speed. Grids go to ``<out
 :mod:`srflow_plugin.utils.sampling`, as validation's do: the same seed gives the same picture in both.
 
 Checked before any sampling: the temperatures are finite, every input image can be read (and is at least 2x2), the
-output folders can be written. A sample with non-finite pixels (too high a temperature for the model) is still
+output folders neither are, contain nor lie inside the input or the GT, nor inside each other
+(:mod:`srflow_plugin.utils.paths`), the largest image's decoding fits in memory (a lower bound against what the
+device has free: else the error names a ``--tile`` that fits; :func:`~srflow_plugin.tools.tiling.check_memory`),
+every GT of a grid exists and fits, the output folders can be written. Samples
+are written as they are decoded, a bounded batch at a time (:func:`iter_samples`): memory does not grow with
+``--num_samples``. A sample with non-finite pixels (too high a temperature for the model) is still
 written (NaN as black), but counted, warned about per image and temperature, listed in ``<out>/nonfinite.tsv``
 (``srflow-measure`` leaves those files out) and summed up at the end.
 """
 import argparse
 import math
-import os
 import sys
 from os import path as osp
 
@@ -31,10 +35,11 @@ import torch
 from tqdm import tqdm
 
 import srflow_plugin  # noqa: F401  (before basicsr: installs the torchvision shim)
-from srflow_plugin.tools.command import HelpFormatter, console_command
+from srflow_plugin.tools.command import HelpFormatter, add_device_argument, console_command, resolve_device
 from srflow_plugin.tools.grid import bicubic_upscale, make_grid, nearest_upscale
-from srflow_plugin.tools.tiling import decode_tiled, tile_boxes
+from srflow_plugin.tools.tiling import check_memory, decode_tiled, tile_boxes
 from srflow_plugin.utils.checkpoint import load_srflow
+from srflow_plugin.utils.paths import check_outputs
 from srflow_plugin.utils.image import (IMG_EXTENSIONS, NONFINITE_REPORT, check_writable, crop_gt_to_sr, list_images,
                                        nonfinite_pixels, read_image, record_nonfinite, to_image, to_tensor, write_image)
 from srflow_plugin.utils.safe_sampling import decode_safely, repair_summary
@@ -46,6 +51,52 @@ __all__ = ['main', 'cli', 'sample_image', 'sample_grid', 'find_gt']
 MIN_LR_SIZE = 2  # the flow's first squeeze needs 2x2 LR pixels
 
 
+# outputs decoded together (their latents and float images in memory at once): at most this many bytes of them, and
+# at least one output; a 40x40 LR image at x4 gives batches of 64, a 1500x1500 one single outputs
+SAMPLE_BATCH_BYTES = 256 * 2**20
+MAX_SAMPLE_BATCH = 64
+
+
+def sample_batch_size(lq_shape, scale):
+    """How many outputs :func:`iter_samples` decodes at once for an LR image of shape [1, C, h, w]."""
+    out_bytes = 2 * 4 * lq_shape[-3] * lq_shape[-2] * lq_shape[-1] * scale**2  # its latents and its float image
+    return max(1, min(MAX_SAMPLE_BATCH, SAMPLE_BATCH_BYTES // out_bytes))
+
+
+@torch.no_grad()
+def iter_samples(net, lq, temperatures, num_samples, generator, tile=None, tile_overlap=0, safe=False, repairs=None):
+    """Yields ``((temperature, sample), HR image)`` for every output of :func:`sample_image`, a bounded batch at a
+    time (:func:`sample_batch_size`): memory does not grow with ``num_samples``. Sample ``k`` is the ``k``-th draw
+    of ``generator`` at every temperature, as in :func:`sample_image`; outputs come sample by sample. ``safe`` and
+    ``repairs``: as :func:`sample_image`."""
+    device = next(net.parameters()).device
+    keys = sample_keys(temperatures, num_samples)
+    per_batch = sample_batch_size(lq.shape, net.scale)
+    cond = None if tile else net.condition(lq.to(device))
+    ordered = sorted(keys, key=lambda key: (key[1], key[0]))  # sample by sample
+    noise = {}  # sample -> its unit latents, while a batch needs them
+    for start in range(0, len(ordered), per_batch):
+        batch = ordered[start:start + per_batch]
+        for _, s in batch:
+            if s not in noise:  # draws come in order: sample s is the s-th draw of the generator
+                noise[s] = draw_noise(net, *lq.shape[-2:], 1, generator)[0]
+        latents = [scaled(noise[s], t) for t, s in batch]
+        if tile:
+            decode = lambda lat: decode_tiled(net, lq, [lat], tile, tile_overlap)[0]  # noqa: E731
+            outputs = decode_tiled(net, lq, latents, tile, tile_overlap)
+        else:
+            decode = lambda lat: net.decode(cond=cond, latents=[z.to(device) for z in lat]).cpu()  # noqa: E731
+            outputs = [decode(lat) for lat in latents]
+        if safe:
+            for index, (key, lat) in enumerate(zip(batch, latents)):
+                outputs[index], repair = decode_safely(decode, lat, outputs[index])
+                if repair.pixels and repairs is not None:
+                    repairs[key] = repair
+        done = max(s for _, s in batch)
+        noise = {s: z for s, z in noise.items() if s >= done}
+        yield from zip(batch, outputs)
+
+
 @torch.no_grad()
 def sample_image(net, lq, temperatures, num_samples, generator, tile=None, tile_overlap=0, safe=False, repairs=None):
     """Draws ``num_samples`` super-resolutions of one LR image at every temperature > 0, and one at temperature 0
@@ -55,7 +106,8 @@ def sample_image(net, lq, temperatures, num_samples, generator, tile=None, tile_
     ``generator`` (:mod:`srflow_plugin.utils.sampling`, as validation draws them): the samples of all temperatures
     share their noise, and a sample does not depend on which other temperatures are asked for. The latents are
     drawn for the whole image (so tiled and untiled sampling give the same pictures when the overlap covers the
-    receptive field); the LR image is encoded once (once per tile when tiled) and shared by all samples.
+    receptive field); the LR image is encoded once (once per tile and batch when tiled) and shared by all samples.
+    ``srflow-sample`` streams the same outputs to disk with :func:`iter_samples` instead of keeping them all.
 
     Args:
         net (SRFlowNet): The network.
@@ -72,25 +124,10 @@ def sample_image(net, lq, temperatures, num_samples, generator, tile=None, tile_
 
     Returns:
         dict[(float, int), Tensor]: (temperature, sample) -> HR image [1, C, H, W] on the CPU (not clamped);
-        temperature 0 has the one key (0.0, 0).
+        temperature 0 has the one key (0.0, 0), in the order of :func:`~srflow_plugin.utils.sampling.sample_keys`.
     """
-    device = next(net.parameters()).device
-    keys = sample_keys(temperatures, num_samples)
-    noise = draw_noise(net, *lq.shape[-2:], max(s for _, s in keys) + 1, generator)
-    latents = [scaled(noise[s], t) for t, s in keys]
-    if tile:
-        decode = lambda lat: decode_tiled(net, lq, [lat], tile, tile_overlap)[0]  # noqa: E731
-        samples = dict(zip(keys, decode_tiled(net, lq, latents, tile, tile_overlap)))
-    else:
-        cond = net.condition(lq.to(device))
-        decode = lambda lat: net.decode(cond=cond, latents=[z.to(device) for z in lat]).cpu()  # noqa: E731
-        samples = {key: decode(lat) for key, lat in zip(keys, latents)}
-    if safe:
-        for key, lat in zip(keys, latents):
-            samples[key], repair = decode_safely(decode, lat, samples[key])
-            if repair.pixels and repairs is not None:
-                repairs[key] = repair
-    return samples
+    outputs = dict(iter_samples(net, lq, temperatures, num_samples, generator, tile, tile_overlap, safe, repairs))
+    return {key: outputs[key] for key in sample_keys(temperatures, num_samples)}
 
 
 def mode_image(net, lq, tile=None, tile_overlap=0):
@@ -147,7 +184,7 @@ def parse_args(argv=None):
     parser.add_argument('--num_samples', type=int, default=3, help='samples per temperature > 0 (temperature 0 '
                         'gives one)')
     parser.add_argument('--seed', type=int, default=0, help='with the image name, seeds its samples (as val.seed)')
-    parser.add_argument('--device', default='cpu', help='cpu, cuda, cuda:1, ...')
+    add_device_argument(parser)
     parser.add_argument('--tile', type=int, default=None, help='tile core size in LR pixels (even)')
     parser.add_argument('--tile_overlap', type=int, default=32, help='context around each tile in LR pixels '
                         '(even); exact when >= the receptive radius (srflow_plugin.tools.tiling.needed_overlap)')
@@ -178,30 +215,38 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     images = list_images(args.input)
-    for path in images:  # a broken input is an error before anything is computed or written
-        read_image(path, min_size=MIN_LR_SIZE)
-    net = load_srflow(args.checkpoint, args.opt, args.device)
+    # a broken input is an error before anything is computed or written
+    shapes = [read_image(path, min_size=MIN_LR_SIZE).shape for path in images]
+    grid_dir = (args.grid_dir or osp.abspath(args.output) + '_grids') if args.grid else None
+    check_outputs({'-o': args.output, '--grid_dir': grid_dir}, {'-i': args.input, '--gt': args.gt})
+    net = load_srflow(args.checkpoint, args.opt, resolve_device(args.device))
     names = output_names(images, net.scale)
-    grid_dir = args.grid_dir or args.output.rstrip('/\\') + '_grids'
+    largest = max(range(len(images)), key=lambda i: shapes[i][0] * shapes[i][1])
+    check_memory(net, (1, shapes[largest][2]) + shapes[largest][:2], args.tile, args.tile_overlap, images[largest])
+    if args.gt:  # a missing or misfitting GT is an error now, not after the sampling
+        for (lq_h, lq_w, _), name in zip(shapes, names):
+            find_gt(args.gt, name, (lq_h * net.scale, lq_w * net.scale), net.scale)
     for folder in [args.output] + ([grid_dir] if args.grid else []):
         check_writable(folder)
     written, nonfinite, repairs = [], {}, []
     for path, name in tqdm(list(zip(images, names)), unit='image', desc='SRFlow sampling'):
         lq_img = read_image(path, min_size=MIN_LR_SIZE)
         lq = to_tensor(lq_img)
+        sample_imgs = {}  # 8-bit samples of this image, kept for its grid only
         image_repairs = {}
-        samples = sample_image(net, lq, args.temperatures, args.num_samples, image_generator(args.seed, name),
-                               args.tile, args.tile_overlap, args.safe_sampling, image_repairs)
-        repairs += image_repairs.values()
-        sample_imgs = {key: to_image(sr) for key, sr in samples.items()}
-        for (t, s), img in sample_imgs.items():
+        for (t, s), sr in iter_samples(net, lq, args.temperatures, args.num_samples, image_generator(args.seed, name),
+                                       args.tile, args.tile_overlap, args.safe_sampling, image_repairs):
+            img = to_image(sr)
+            if args.grid:
+                sample_imgs[t, s] = img
             out = osp.join(args.output, output_name(name, t, s))
             write_image(img, out)
-            bad = nonfinite_pixels(samples[(t, s)])
+            bad = nonfinite_pixels(sr)
             record_nonfinite(out, bad)
             if bad:
                 nonfinite[name, t] = nonfinite.get((name, t), 0) + bad
             written.append(out)
+        repairs += image_repairs.values()
         for t in args.temperatures:
             if (name, float(t)) in nonfinite:
                 tqdm.write(f'Warning: {name} at temperature {t:g}: {nonfinite[name, float(t)]} non-finite pixels '

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 __all__ = ['Tile', 'tile_boxes', 'decode_tiled', 'receptive_radius', 'needed_overlap',
-           'measure_receptive_radius']
+           'measure_receptive_radius', 'condition_bytes_per_pixel', 'available_memory', 'check_memory']
 
 
 @dataclass
@@ -192,3 +192,86 @@ def measure_receptive_radius(net, lq_h, lq_w, generator=None):
     for z in latents:
         radius = max(radius, reach(z.grad, padded[0] / z.shape[-2], padded[1] / z.shape[-1]))
     return radius
+
+
+# ---------------------------------------------------------------------------------------------------- memory
+TILE_CHOICES = (512, 256, 128, 64, 32)
+HR_BYTES_PER_PIXEL = 80  # per HR pixel and sample: noise, latents, output, 8-bit conversion (docs/robustness.md)
+
+
+def _tensor_bytes(obj, seen):
+    if torch.is_tensor(obj):
+        key = (obj.untyped_storage().data_ptr(), obj.device)
+        if key in seen:
+            return 0
+        seen.add(key)
+        return obj.untyped_storage().nbytes()
+    if isinstance(obj, dict):
+        return sum(_tensor_bytes(v, seen) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_tensor_bytes(v, seen) for v in obj)
+    if hasattr(obj, '__dict__'):
+        return _tensor_bytes(vars(obj), seen)
+    return 0
+
+
+@torch.no_grad()
+def condition_bytes_per_pixel(net, channels=3, probe=16):
+    """Bytes per LR pixel of ``net.condition`` (what the network keeps of an LR image while it decodes it), measured
+    on a ``probe`` x ``probe`` image: it grows linearly with the pixels."""
+    device = next(net.parameters()).device
+    cond = net.condition(torch.zeros(1, channels, probe, probe, device=device))
+    return _tensor_bytes(cond, set()) / probe**2
+
+
+def available_memory(device):
+    """Bytes that can still be allocated on ``device``: free CUDA memory, or the CPU's MemAvailable; None when
+    unknown."""
+    device = torch.device(device)
+    if device.type == 'cuda':
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open('/proc/meminfo', encoding='ascii') as f:
+            for line in f:
+                if line.startswith('MemAvailable:'):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def _needed(per_lr_pixel, lq_h, lq_w, scale, tile, overlap):
+    seen_h, seen_w = (lq_h, lq_w) if not tile else (min(lq_h, tile + 2 * overlap), min(lq_w, tile + 2 * overlap))
+    return per_lr_pixel * seen_h * seen_w + HR_BYTES_PER_PIXEL * lq_h * lq_w * scale**2
+
+
+def check_memory(net, lq_shape, tile, overlap, name, available=None):
+    """Refuses, before any sampling, an image whose decoding cannot fit: a lower bound of its memory (the LR
+    condition of what the network sees at once, plus the HR-size buffers of one sample) against the memory
+    available, naming the largest ``--tile`` that fits.
+
+    Args:
+        net (SRFlowNet): The network (on its device).
+        lq_shape (tuple): [1, C, h, w] of the largest LR image.
+        tile (int | None), overlap (int): As ``srflow-sample``'s ``--tile`` / ``--tile_overlap``.
+        name (str): The image, for the error.
+        available (int | None): Bytes available; default :func:`available_memory` of the network's device.
+
+    Raises:
+        MemoryError: naming the image, the bound, the memory available and a ``--tile`` that fits (or none).
+    """
+    device = next(net.parameters()).device
+    available = available_memory(device) if available is None else available
+    if available is None:
+        return
+    lq_h, lq_w = lq_shape[-2:]
+    per_lr_pixel = condition_bytes_per_pixel(net, lq_shape[-3])
+    needed = _needed(per_lr_pixel, lq_h, lq_w, net.scale, tile, overlap)
+    if needed <= available:
+        return
+    fits = [t for t in TILE_CHOICES if _needed(per_lr_pixel, lq_h, lq_w, net.scale, t, overlap) <= available]
+    how = f'with --tile {tile}' if tile else 'untiled'
+    advice = (f'--tile {fits[0]} fits' if fits and fits[0] != tile else
+              'no --tile fits (the HR image alone is too large): use a smaller image or a device with more memory')
+    raise MemoryError(f'{name} ({lq_w}x{lq_h}): sampling it {how} needs at least {needed / 2**30:.1f} GiB on '
+                      f'{device}, {available / 2**30:.1f} GiB are available; {advice}.')

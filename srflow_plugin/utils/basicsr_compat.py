@@ -1,20 +1,40 @@
-"""What the plugin changes in BasicSR 1.4.2 at import time, without editing installed files.
+"""Every change the plugin makes to BasicSR 1.4.2's behaviour, in one place (no installed file is edited).
 
-Importing ``srflow_plugin`` (which the start-up hook does right after ``basicsr`` is imported, so this also holds
-for BasicSR's own ``basicsr/train.py`` and ``basicsr/test.py``) calls :func:`install`, which
+| what | where | when | why |
+|---|---|---|---|
+| ``basicsr.utils.options.ordered_yaml`` -> :func:`safe_ordered_yaml` | :func:`install` | import | option files \
+parsed with a *safe* YAML loader (mappings still ordered): ``!!python/object/apply:os.system`` is an error, not \
+code; so are duplicate keys, alias bombs and documents that are not a mapping (:mod:`srflow_plugin.utils.option_file`) |
+| ``basicsr.models.base_model.BaseModel.load_network`` -> ``utils.checkpoint.load_network_weights_only`` \
+| :func:`install` | import | ``path.pretrain_network_g`` of every BasicSR model read with ``torch.load(weights_only=True)`` \
+on every supported torch (also under ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``); non-finite weights refused |
+| ``torch.serialization.add_safe_globals([Counter])`` | :func:`install` | import | ``torch.load(weights_only=True)`` \
+reads BasicSR training states (MultiStepLR's milestones are a ``collections.Counter``) |
+| ``basicsr.utils.dist_util._init_dist_pytorch`` -> :func:`_init_dist_pytorch` | :func:`install` | import | \
+``--launcher pytorch`` without CUDA: gloo instead of NCCL, no device selection (BasicSR divides by the GPU count) |
+| ``Registry._obj_map[name] = obj`` | :func:`registry_put` | import | the plugin's classes register again on \
+``importlib.reload`` / a second import name (``Registry.register`` refuses a taken name; see ``utils/registry.py``) |
+| ``basicsr.train.load_resume_state`` | :func:`change_train_pipeline` | ``srflow-train`` | states read with \
+``weights_only=True`` onto the CPU (BasicSR maps onto ``torch.cuda.current_device()``), latest by iteration |
+| ``basicsr.train.parse_options``, ``basicsr.test.parse_options`` | :func:`change_train_pipeline`, \
+:func:`change_test_pipeline` | ``srflow-train``, ``srflow-test`` | the plugin's option checks before any data loader \
+or model is built |
+| ``basicsr.train.EnlargedSampler``, ``CPUPrefetcher``, ``CUDAPrefetcher``, ``build_model`` | \
+:func:`change_train_pipeline` | ``srflow-train`` | exact resume: the data position and generator states \
+(:mod:`srflow_plugin.utils.resume`) |
+| ``torchvision.transforms.functional_tensor`` served from ``_functional_tensor``; ``srflow_plugin`` imported \
+after ``basicsr`` | ``srflow_plugin_boot.py`` (start-up file ``srflow_plugin.pth``) | start-up | basicsr 1.4.2 \
+imports on torchvision >= 0.17; BasicSR's own ``basicsr/train.py`` / ``test.py`` find the plugin's classes |
 
-- makes BasicSR parse option files with a *safe* YAML loader (mappings still ordered): a tag such as
-  ``!!python/object/apply:os.system`` is an error instead of running code;
-- lets ``torch.load(weights_only=True)`` read BasicSR training states: they hold a ``collections.Counter``
-  (MultiStepLR's milestones), the only non-tensor class they need;
-- makes ``--launcher pytorch`` work on machines without CUDA: BasicSR divides by the number of GPUs and asks for
-  NCCL; without CUDA the process group is initialised with gloo and no device is selected.
-
-The plugin's entry point reads training states with ``utils.checkpoint.read_checkpoint`` (``weights_only=True``).
+"import" rows hold in every process that imports ``srflow_plugin`` (the start-up hook does so right after
+``basicsr`` is imported, so also for BasicSR's own entry points); the ``srflow-train`` / ``srflow-test`` rows only
+inside the plugin's entry points (``python -m srflow_plugin.train`` / ``.test``), so BasicSR's own ``train.py``
+keeps its resume behaviour. The start-up hook lives apart because it must not import torch or basicsr.
 """
 import collections
 import os
 import warnings
+from functools import partial
 
 import torch
 import yaml
@@ -23,19 +43,16 @@ _INSTALLED = False
 
 
 def safe_ordered_yaml():
-    """(Loader, Dumper) like ``basicsr.utils.options.ordered_yaml``, with a loader that builds plain data only."""
+    """(Loader, Dumper) like ``basicsr.utils.options.ordered_yaml``, with the plugin's option loader
+    (:class:`~srflow_plugin.utils.option_file.OptionLoader`: plain data only, ordered mappings; duplicate keys, alias
+    bombs and documents that are not a mapping are refused)."""
     from collections import OrderedDict
 
-    base = getattr(yaml, 'CSafeLoader', yaml.SafeLoader)
+    from srflow_plugin.utils.option_file import OptionLoader
 
-    class SafeOrderedLoader(base):
-        """yaml's safe loader with mappings read as OrderedDict (as BasicSR expects)."""
-
-    SafeOrderedLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-                                      lambda loader, node: OrderedDict(loader.construct_pairs(node)))
     dumper = getattr(yaml, 'CDumper', yaml.Dumper)
     dumper.add_representer(OrderedDict, lambda d, data: d.represent_dict(data.items()))
-    return SafeOrderedLoader, dumper
+    return OptionLoader, dumper
 
 
 def _init_dist_pytorch(backend='nccl', **kwargs):
@@ -51,12 +68,62 @@ def _init_dist_pytorch(backend='nccl', **kwargs):
 
 
 def install():
-    """Applies the changes listed in the module docstring (once)."""
+    """Applies the "import" changes of the module docstring's table (once)."""
     global _INSTALLED
     if _INSTALLED:
         return
+    from basicsr.models.base_model import BaseModel
     from basicsr.utils import dist_util, options
+
+    from srflow_plugin.utils.checkpoint import load_network_weights_only
     options.ordered_yaml = safe_ordered_yaml
+    BaseModel.load_network = load_network_weights_only
     dist_util._init_dist_pytorch = _init_dist_pytorch
     torch.serialization.add_safe_globals([collections.Counter])
     _INSTALLED = True
+
+
+def registry_put(registry, name, obj):
+    """Puts ``obj`` under ``name`` in a BasicSR ``Registry``, replacing an entry of that name (the one write to the
+    registry's private map; ``utils.registry.register`` decides when a replacement is allowed)."""
+    registry._obj_map[name] = obj
+
+
+_ORIGINAL = {}  # BasicSR's own functions, kept once so that changing a pipeline twice does not wrap them twice
+
+
+def change_train_pipeline(load_resume_state, parse_options):
+    """Changes ``basicsr.train`` for ``srflow-train``: ``load_resume_state`` and ``parse_options`` replace
+    BasicSR's, and its sampler, prefetchers and ``build_model`` report to one
+    :class:`~srflow_plugin.utils.resume.TrainingPosition`, which the model saves in, and restores from, its
+    training states (exact resume).
+
+    Returns:
+        TrainingPosition: the position the loop reports to.
+    """
+    from basicsr import train as basicsr_train
+
+    from srflow_plugin.utils.resume import (CountingCPUPrefetcher, CountingCUDAPrefetcher, ResumableSampler,
+                                            TrainingPosition)
+    build_original = _ORIGINAL.setdefault('build_model', basicsr_train.build_model)
+    position = TrainingPosition()
+
+    def build_model(opt):
+        position.world_size = opt['world_size']
+        model = build_original(opt)
+        model.training_position = position  # models other than SRFlowModel ignore it
+        return model
+
+    basicsr_train.load_resume_state = load_resume_state
+    basicsr_train.parse_options = parse_options
+    basicsr_train.EnlargedSampler = partial(ResumableSampler, position=position)
+    basicsr_train.CPUPrefetcher = partial(CountingCPUPrefetcher, position=position)
+    basicsr_train.CUDAPrefetcher = partial(CountingCUDAPrefetcher, position=position)
+    basicsr_train.build_model = build_model
+    return position
+
+
+def change_test_pipeline(parse_options):
+    """Changes ``basicsr.test`` for ``srflow-test``: ``parse_options`` replaces BasicSR's."""
+    from basicsr import test as basicsr_test
+    basicsr_test.parse_options = parse_options

@@ -17,17 +17,20 @@ from copy import deepcopy
 from os import path as osp
 
 import torch
-import yaml
 from basicsr.utils import get_root_logger
+
+from srflow_plugin.utils.option_file import read_option_file
+from srflow_plugin.utils.run_lock import process_running
 
 __all__ = [
     'read_checkpoint', 'checkpoint_params', 'strip_module_prefix', 'load_weights', 'atomic_save',
     'remove_stale_temporaries', 'encoder_state_dict', 'load_encoder_weights', 'RELEASED_CONFIGS',
     'release_layer_names', 'convert_release_state_dict', 'convert_release_checkpoint', 'network_config',
-    'load_srflow', 'save_srflow'
+    'load_srflow', 'save_srflow', 'check_finite', 'warn_layout_mismatch', 'load_network_weights_only'
 ]
 
-_TEMPORARY = re.compile(r'\.tmp(\d+)$')
+# the temporaries of atomic_save: checkpoints and training states only (a user's notes.tmp2024 is left alone)
+_TEMPORARY = re.compile(r'\.(?:pth|state)\.tmp(\d+)$')
 
 
 # ---------------------------------------------------------------------------------------------------- reading
@@ -40,10 +43,13 @@ def read_checkpoint(path, what='Checkpoint'):
     """
     if not osp.isfile(path):
         raise FileNotFoundError(f'{what} {path} does not exist.')
+    if osp.getsize(path) == 0:
+        raise ValueError(f'Cannot read {what.lower()} {path}: the file is empty (0 bytes).')
     try:
         return torch.load(path, map_location='cpu', weights_only=True)
     except Exception as error:  # noqa: BLE001  (unpickling errors come in many types)
-        raise ValueError(f'Cannot read {what.lower()} {path}: {error}') from error
+        reason = ' '.join(str(error).split()) or type(error).__name__
+        raise ValueError(f'Cannot read {what.lower()} {path}: {reason}') from error
 
 
 def checkpoint_params(checkpoint):
@@ -60,6 +66,59 @@ def strip_module_prefix(state_dict):
     return {(k[len('module.'):] if k.startswith('module.') else k): v for k, v in state_dict.items()}
 
 
+def check_finite(state_dict, source):
+    """Raises a ValueError naming ``source`` and the first parameter (or buffer) with NaN or infinite values: such
+    weights give black or NaN images, never a result."""
+    for key, value in state_dict.items():
+        if torch.is_tensor(value) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).sum())
+            raise ValueError(f'{source}: parameter {key} holds {bad} non-finite value(s) (NaN or inf) of '
+                             f'{value.numel()}; these weights cannot give a finite image.')
+
+
+def warn_layout_mismatch(stored, given, source):
+    """Warns, naming both values, for every ``network_g`` key on which the options a checkpoint was written with
+    (``stored``) and the options it is loaded with (``given``) disagree. Returns the differing keys."""
+    if not isinstance(stored, dict) or not isinstance(given, dict):
+        return []
+    differing = [k for k in sorted(set(stored) | set(given), key=str)
+                 if _plain(stored.get(k)) != _plain(given.get(k))]
+    for key in differing:
+        get_root_logger().warning(f'{source} was written with network_g.{key} = {stored.get(key)!r}, but the options '
+                                  f'give {given.get(key)!r}; the options are used.')
+    return differing
+
+
+def _plain(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+def load_network_weights_only(model, net, load_path, strict=True, param_key='params'):
+    """BasicSR's ``BaseModel.load_network`` (installed in its place by :mod:`srflow_plugin.utils.basicsr_compat`),
+    but the file is read with ``weights_only=True`` (:func:`read_checkpoint`, whatever the torch version or
+    ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``), non-finite weights are an error naming the parameter, and a
+    ``network_g`` stored in the file that differs from the model's options is warned about."""
+    net = model.get_bare_model(net)
+    checkpoint = read_checkpoint(load_path)
+    if not isinstance(checkpoint, dict):
+        raise ValueError(f'Checkpoint {load_path} is not a dict (got {type(checkpoint).__name__}).')
+    weights = checkpoint
+    if param_key is not None:
+        if param_key not in checkpoint and 'params' in checkpoint:
+            param_key = 'params'
+            get_root_logger().info('Loading: params_ema does not exist, use params.')
+        if not isinstance(checkpoint.get(param_key), dict):
+            raise ValueError(f'Checkpoint {load_path} has no {param_key!r} weights (keys: {sorted(checkpoint)[:10]}).')
+        weights = checkpoint[param_key]
+    get_root_logger().info(f'Loading {net.__class__.__name__} model from {load_path}, with param key: [{param_key}].')
+    weights = strip_module_prefix(weights)
+    check_finite(weights, f'Checkpoint {load_path}')
+    warn_layout_mismatch(checkpoint.get('network_g'), (getattr(model, 'opt', None) or {}).get('network_g'),
+                         f'Checkpoint {load_path}')
+    model._print_different_keys_loading(net, weights, strict)
+    net.load_state_dict(weights, strict=strict)
+
+
 def load_weights(net, state_dict, source, strict=True):
     """``net.load_state_dict(state_dict)`` with one error that names ``source`` and lists what does not fit.
 
@@ -73,13 +132,15 @@ def load_weights(net, state_dict, source, strict=True):
         tuple: (missing keys, unexpected keys).
 
     Raises:
-        ValueError: listing missing and unexpected keys (first 8 of each, with their counts) and shape mismatches.
+        ValueError: naming a parameter with non-finite values, or listing missing and unexpected keys (first 8 of
+        each, with their counts) and shape mismatches.
     """
     own = net.state_dict()
     missing = sorted(set(own) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(own))
     mismatched = [f'{k}: checkpoint {tuple(v.shape)} vs network {tuple(own[k].shape)}'
                   for k, v in state_dict.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    check_finite(state_dict, source)
     if mismatched or (strict and (missing or unexpected)):
         raise ValueError(f'{source} does not fit:\n  missing keys ({len(missing)}): {missing[:8]}\n'
                          f'  unexpected keys ({len(unexpected)}): {unexpected[:8]}\n'
@@ -108,23 +169,13 @@ def atomic_save(obj, path):
             os.remove(tmp_path)
 
 
-def _running(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # exists, owned by someone else
-        return True
-    return True
-
-
 def remove_stale_temporaries(folder):
-    """Removes the ``*.tmp<pid>`` files of :func:`atomic_save` in ``folder`` whose process is no longer running (a
-    kill during a save leaves them). Returns the removed paths."""
+    """Removes the ``*.pth.tmp<pid>`` / ``*.state.tmp<pid>`` files of :func:`atomic_save` in ``folder`` whose
+    process is no longer running (a kill during a save leaves them); no other file. Returns the removed paths."""
     removed = []
     for path in glob.glob(osp.join(glob.escape(folder), '*.tmp*')):
         match = _TEMPORARY.search(path)
-        if match and int(match.group(1)) != os.getpid() and not _running(int(match.group(1))):
+        if match and int(match.group(1)) != os.getpid() and not process_running(int(match.group(1))):
             os.remove(path)
             removed.append(path)
     if removed:
@@ -142,6 +193,8 @@ RELEASE_RRDB_RENAMES = [
     (re.compile(r'^HRconv\.'), 'conv_hr.'),
 ]
 RELEASE_KEY = re.compile(r'(^|\.)(RRDB_trunk|trunk_conv)\.')
+
+
 def rename_release_rrdb_key(key):
     """Maps one SRFlow-release RRDB key (``RRDB_trunk.0.RDB1.conv1.weight``) to BasicSR's naming."""
     for pattern, replacement in RELEASE_RRDB_RENAMES:
@@ -184,10 +237,16 @@ def load_encoder_weights(encoder, path, strict=True):
     raw = checkpoint_params(checkpoint)
     if raw is None:  # an SRFlow release RRDB_*.pth is the bare state dict
         raw = checkpoint['state_dict'] if isinstance(checkpoint.get('state_dict'), dict) else checkpoint
-    if any(RELEASE_KEY.search(k) for k in raw):
-        if getattr(encoder, 'trunk_skip', 'trunk') != 'trunk':
-            get_root_logger().warning(f"{path} uses the SRFlow release's names: its weights were trained with "
-                                      "the release's long skip; set trunk_skip: trunk on the network to match.")
+    # the long skip the weights were trained with: stored by this plugin, implied by the release's names, else
+    # ESRGAN's (BasicSR names)
+    stored = checkpoint.get('network_g') if isinstance(checkpoint.get('network_g'), dict) else {}
+    release_names = any(RELEASE_KEY.search(k) for k in raw)
+    trained = stored.get('trunk_skip', 'trunk' if release_names else 'conv_first')
+    if getattr(encoder, 'trunk_skip', trained) != trained:
+        why = ('its network_g says so' if 'trunk_skip' in stored else "it uses the SRFlow release's names"
+               if release_names else "it uses BasicSR's (ESRGAN's) names")
+        get_root_logger().warning(f"{path} was trained with trunk_skip: {trained} ({why}), but the network has "
+                                  f'trunk_skip: {encoder.trunk_skip}; set trunk_skip: {trained} to match.')
     state_dict = encoder_state_dict(raw)
     return load_weights(encoder, state_dict, f'{path} (for the RRDB encoder {type(encoder).__name__}, scale '
                         f'{getattr(encoder, "scale", "?")})', strict)
@@ -288,10 +347,7 @@ def _network_g_from_opt(opt):
     """``network_g`` of an option file path or an already parsed option dict."""
     source = opt
     if isinstance(opt, str):
-        if not osp.isfile(opt):
-            raise FileNotFoundError(f'Option file {opt} does not exist.')
-        with open(opt) as f:
-            opt = yaml.safe_load(f)
+        opt = read_option_file(opt)
     if not isinstance(opt, dict) or not isinstance(opt.get('network_g'), dict):
         raise ValueError(f'Options {source if isinstance(source, str) else "(dict)"} have no network_g section.')
     return opt['network_g']
@@ -356,8 +412,17 @@ def load_srflow(path, opt=None, device='cpu'):
     if not isinstance(checkpoint, dict):
         raise ValueError(f'Checkpoint {path} is not a dict (got {type(checkpoint).__name__}).')
     config = network_config(checkpoint, path, opt)
+    if opt is not None:
+        stored = deepcopy(checkpoint.get('network_g'))
+        if isinstance(stored, dict):
+            stored.setdefault('type', 'SRFlowNet')
+        warn_layout_mismatch(stored, config, f'Checkpoint {path}')
     state_dict = _state_dict(checkpoint, path)
-    net = build_network(deepcopy(config))
+    try:
+        net = build_network(deepcopy(config))
+    except TypeError as error:  # an unknown or misspelt network_g key
+        raise ValueError(f'network_g of {opt if isinstance(opt, str) else path} does not build an SRFlowNet: '
+                         f'{error}') from error
     load_weights(net, state_dict, f'Checkpoint {path} (for the network {config})')
     return net.eval().to(device)
 

@@ -182,5 +182,6 @@ def read_nonfinite(folder):
     found = {}
     for root, _, files in os.walk(folder):
         if NONFINITE_REPORT in files:
-            found.update({osp.join(root, name): n for name, n in _read_report(osp.join(root, NONFINITE_REPORT)).items()})
+            report = _read_report(osp.join(root, NONFINITE_REPORT))
+            found.update({osp.join(root, name): n for name, n in report.items()})
     return found

@@ -1,4 +1,5 @@
 """Registration in BasicSR's registries that survives importing a module again."""
+from .basicsr_compat import registry_put
 
 
 def register(registry):
@@ -15,12 +16,12 @@ def register(registry):
 
     def deco(obj):
         name = obj.__name__
-        existing = registry._obj_map.get(name)
+        existing = registry.get(name) if name in registry else None
         if existing is not None and (existing.__module__, existing.__qualname__) != (obj.__module__,
                                                                                      obj.__qualname__):
             raise KeyError(f"{registry._name} registry already has a different '{name}' "
                            f'(from {existing.__module__}); srflow_plugin cannot register its own.')
-        registry._obj_map[name] = obj
+        registry_put(registry, name, obj)
         return obj
 
     return deco

@@ -16,7 +16,8 @@ from os import path as osp
 
 import torch
 
-__all__ = ['image_name', 'output_names', 'temperature_tag', 'output_name', 'temperature_of', 'image_generator',
+__all__ = ['image_name', 'output_names', 'temperature_tag', 'output_name', 'temperature_of', 'run_tag_of',
+           'image_generator',
            'sample_keys', 'draw_noise', 'scaled', 'TEMPERATURE_TAG']
 
 # '<image>..._t<temperature tag>_s<sample>' (tags as temperature_tag writes them: 0, 0.9, 1e-05)
@@ -70,6 +71,16 @@ def temperature_of(path, owner):
     None. The tag must lie after the image name (an image named ``x_t1_s2`` does not tag its file ``x_t1_s2.png``)."""
     match = TEMPERATURE_TAG.search(osp.splitext(osp.basename(path))[0])
     return match.group(1) if match and match.start() >= len(owner) else None
+
+
+def run_tag_of(path, owner):
+    """The ``<tag>`` (iteration or test suffix, ``'5000'``) of a file of image ``owner`` named
+    ``<owner>_<tag>_t<T>_s<k>``; ``''`` for ``<owner>_t<T>_s<k>``; None for a file without a temperature tag."""
+    stem = osp.splitext(osp.basename(path))[0]
+    match = TEMPERATURE_TAG.search(stem)
+    if not match or match.start() < len(owner):
+        return None
+    return stem[len(owner):match.start()].lstrip('_')
 
 
 def image_generator(seed, name):
