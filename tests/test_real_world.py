@@ -148,3 +148,23 @@ def test_pair_pool_must_hold_whole_batches(tmp_path):
 def test_network_of_option_files_builds(tmp_path):
     """The tiny network works with the real-world model (any flow SRFlowModel trains)."""
     assert RealSRFlowModel(real_opt(tmp_path)).opt['network_g']['type'] == TINY_NET['type']
+
+
+def test_study_report_averages_the_seeds():
+    from srflow_plugin.tools.real_world_study import MODELS, SAFE_TEMPERATURES, report
+
+    def seed_result(value):
+        sr = {'psnr_t0': value, 'lpips': 0.5, 'lr_psnr': 30.0, 'diversity': 2.0}
+        safe = {str(t): dict(samples=3, repaired=1, bad_before=10, nonfinite_before=4, bad_after=0, nonfinite_after=0,
+                             lpips_repaired=0.4, lpips_untouched=0.3, lr_psnr_repaired=29.0, lr_psnr_untouched=31.0)
+                for t in SAFE_TEMPERATURES}
+        return {kind: {'seconds': 1.0, 'sr': {'bicubic': sr, 'degraded': sr}, 'nll': value / 10, 'safe': safe}
+                for kind in MODELS}
+
+    text = report({0: seed_result(20.0), 1: seed_result(22.0)})
+    assert '### mean over seeds [0, 1]' in text and '### seed 1' in text
+    assert '| bicubic | bicubic | 21.000 | 0.500 | 30.000 | 2.000 |' in text
+    assert '| noise-conditioned | 2.100 | 1.000 |' in text
+    safe_row = ('| degradation | 1.200 | 3.000 | 1.000 | 10.000 | 4.000 | 0.000 | 0.000 | 0.400 | 0.300 | 29.000 | '
+                '31.000 |')
+    assert safe_row in text

@@ -24,6 +24,7 @@ import argparse
 import glob
 import json
 import os
+import sys
 import time
 from collections import OrderedDict
 from os import path as osp
@@ -326,5 +327,4 @@ def main(argv=None):
 cli = console_command(main, 'real_world_study')
 
 if __name__ == '__main__':
-    import sys
     sys.exit(cli())
