@@ -144,11 +144,59 @@ def anything(key, value):
 
 
 # ---------------------------------------------------------------------------------------------- the table
+REALESRNET = 'basicsr (RealESRNetModel)'
+_probability = number(low=0, high=1)
+_range = list_of(number(low=0), length=2)
+
+
+def _degradation_stage(stage, suffix, resize_prob, resize_range, noise_range, poisson_scale_range):
+    """The option keys of one of Real-ESRGAN's two degradation stages (``suffix`` '' or '2'), with its defaults."""
+    name = f'{stage} degradation'
+    return OrderedDict([
+        (f'resize_prob{suffix}', Option(resize_prob, REALESRNET, f'{name}: probabilities of resizing up, down, '
+                                        'keep.', list_of(_probability, length=3))),
+        (f'resize_range{suffix}', Option(resize_range, REALESRNET, f'{name}: range of the resize factor.', _range)),
+        (f'gaussian_noise_prob{suffix}', Option(0.5, REALESRNET, f'{name}: probability of Gaussian (else Poisson) '
+                                                'noise.', _probability)),
+        (f'noise_range{suffix}', Option(noise_range, REALESRNET, f'{name}: Gaussian noise sigma range (8-bit '
+                                        'levels).', _range)),
+        (f'poisson_scale_range{suffix}', Option(poisson_scale_range, REALESRNET, f'{name}: Poisson noise scale '
+                                                'range.', _range)),
+        (f'gray_noise_prob{suffix}', Option(0.4, REALESRNET, f'{name}: probability of gray noise (the same on all '
+                                            'channels).', _probability)),
+        (f'jpeg_range{suffix}', Option([30, 95], REALESRNET, f'{name}: JPEG quality range (DiffJPEG).',
+                                       list_of(number(low=1, high=100), length=2))),
+    ])
+
+
+TOP_LEVEL_DOC = ('Top-level keys the plugin checks (all other top-level keys belong to BasicSR). The keys after '
+                 '`num_gpu` drive `RealSRFlowModel`\'s synthesis of LR images (BasicSR\'s '
+                 '`RealESRNetModel.feed_data`, the keys of Real-ESRGAN\'s `options/train_realesrnet_x4plus.yml`, whose '
+                 'values are the defaults here); the blur kernels come from the dataset, `type: RealESRGANDataset` '
+                 '(docs/real-world.md).')
+REAL_DEGRADATION = OrderedDict(
+    high_order_degradation=Option(True, REALESRNET, 'Synthesise the LR batch from the GT crops (RealSRFlowModel); '
+                                  'false: train on the dataset\'s own LR images.', boolean),
+    gt_usm=Option(True, REALESRNET, 'Sharpen the GT with unsharp masking (USMSharp) before degrading it; the flow '
+                  'then models the sharpened GT.', boolean),
+    **_degradation_stage('First', '', [0.2, 0.7, 0.1], [0.15, 1.5], [1, 30], [0.05, 3]),
+    second_blur_prob=Option(0.8, REALESRNET, 'Second degradation: probability of blurring with `kernel2`.',
+                            _probability),
+    **_degradation_stage('Second', '2', [0.3, 0.4, 0.3], [0.3, 1.2], [1, 25], [0.05, 2.5]),
+    gt_size=Option(None, REALESRNET, 'GT crop size after the degradation (paired_random_crop of the GT and the '
+                   'synthesised LR); required by RealSRFlowModel, a multiple of 2 * scale.',
+                   number(low=2, integer=True)),
+    queue_size=Option(180, REALESRNET, 'Training pair pool that mixes degradations across batches (a multiple of '
+                      'the batch size); 0: no pool (a plugin addition: BasicSR\'s model always pools).',
+                      number(low=0, integer=True)),
+)
+
 SCHEMA = OrderedDict([
     ('', Section(OrderedDict(
         num_gpu=Option('auto', BASICSR, 'Number of CUDA devices; 0 runs on the CPU, auto uses all there are. '
                        'Checked against the machine when the model is built.', num_gpu),
-    ), False, 'Top-level keys the plugin checks (all other top-level keys belong to BasicSR).')),
+        **REAL_DEGRADATION,
+    ), False, TOP_LEVEL_DOC)),
     ('train', Section(OrderedDict(
         # read by the plugin
         nll_opt=Option({'type': 'FlowNLLLoss'}, PLUGIN,
@@ -191,6 +239,11 @@ SCHEMA = OrderedDict([
                                  'step is skipped and the next batch is tried.', number(low=1, low_open=True)),
         guard=Option(None, PLUGIN, 'The spike guard and roll-back (section `train.guard`). ~: its defaults (on).',
                      mapping),
+        noise_conditioning=Option(None, PLUGIN, 'Noise conditioning (NCSR/SoftFlow, section '
+                                  '`train.noise_conditioning`): each training HR image gets Gaussian noise of a '
+                                  'std drawn uniformly from [0, max_std], given to the flow as a condition; '
+                                  'validation and sampling use std 0. Needs `network_g.noise_conditioning: true`. '
+                                  '~: off (the release).', mapping),
         # read by BasicSR (train_pipeline, BaseModel) or by this model in BasicSR's way
         total_iter=Option(None, BASICSR, 'Number of training iterations (required).', number(low=1, integer=True)),
         warmup_iter=Option(-1, BASICSR, 'Linear learning-rate warm-up iterations; -1: none.',
@@ -241,6 +294,10 @@ SCHEMA = OrderedDict([
         cooldown_iter=Option(200, PLUGIN, '... for this many iterations, then restored.',
                              number(low=0, integer=True)),
     ), True, 'Spike guard and recovery (docs/robustness.md).')),
+    ('train.noise_conditioning', Section(OrderedDict(
+        max_std=Option(None, PLUGIN, 'Largest noise std, in image units ([0, 1] images; 0.02 is about 5 gray '
+                       'levels). Required.', number(low=0, low_open=True, high=1)),
+    ), True, 'Noise conditioning (docs/real-world.md).')),
     ('val', Section(OrderedDict(
         heats=Option(VAL_HEATS, PLUGIN, 'Temperatures tau at which samples are drawn and metrics computed. '
                      'Metric keys get the suffix `_t<tau>` (e.g. `psnr_t0.75`).', heat_list),
@@ -261,6 +318,11 @@ SCHEMA = OrderedDict([
                                     'are kept (about 0.4 KB per HR pixel), same results.', boolean),
         amp=Option(None, PLUGIN, 'Mixed precision (`bf16`, `fp16` or ~) for validation\'s and testing\'s '
                    'encoder and affine sub-networks, as `train.amp`.', one_of('bf16', 'fp16')),
+        safe_sampling=Option(False, PLUGIN, 'Repair samples with non-finite or far out-of-range pixels: the '
+                             'latents of the offending region are redrawn at a lower temperature until the sample '
+                             'is finite (srflow_plugin/utils/safe_sampling.py, docs/real-world.md); key '
+                             '`repaired_t<heat>` counts the repaired pixels. false: samples as drawn (the '
+                             'release).', boolean),
         skip_missing_metrics=Option(False, PLUGIN, 'A metric whose backbone weights (LPIPS, FID) are missing is an '
                                     'error when the model is built; true: it is dropped with a warning instead.',
                                     boolean),
@@ -334,6 +396,9 @@ def check_options(opt):
         for section, key in (('train', 'total_iter'), ('train.optim_g', 'lr')):
             if _section_of(opt, section) is None or _section_of(opt, section).get(key) is None:
                 raise OptionError(f"Option '{section}.{key}' is required for training.")
+    noise = _section_of(opt, 'train.noise_conditioning')
+    if noise is not None and noise.get('max_std') is None:
+        raise OptionError("Option 'train.noise_conditioning.max_std' is required when noise conditioning is on.")
 
 
 def get_option(opt, section, key):

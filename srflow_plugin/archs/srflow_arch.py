@@ -74,6 +74,32 @@ class FlowLevel(nn.Module):
         return self.squeeze.inverse(z)[0]
 
 
+class NoiseLevelEmbedding(nn.Module):
+    """Gives the flow the standard deviation of the Gaussian noise added to the HR image (noise conditioning,
+    SoftFlow / NCSR): each level's conditioning features u become ``u * (1 + level * gain) + level * bias``, with
+    ``level`` the noise std in 8-bit gray levels (std * 255), one per image. Gain and bias start at zero; at level 0
+    the features pass unchanged, bit for bit, so a network trained without noise behaves as before.
+
+    Args:
+        cond_channels (int): Channels of the conditioning features.
+        num_levels (int): Flow levels (one gain and bias per level).
+    """
+
+    GRAY_LEVELS = 255.0
+
+    def __init__(self, cond_channels, num_levels):
+        super().__init__()
+        self.gain = nn.Parameter(torch.zeros(num_levels, cond_channels))
+        self.bias = nn.Parameter(torch.zeros(num_levels, cond_channels))
+
+    def forward(self, features, noise_std):
+        """``features``: one [B, C, H, W] tensor per level; ``noise_std``: [B] (or a float) in image units [0, 1]."""
+        level = torch.as_tensor(noise_std, dtype=features[0].dtype, device=features[0].device)
+        level = (level * self.GRAY_LEVELS).reshape(-1, 1, 1, 1)
+        return [u * (1 + level * gain.view(1, -1, 1, 1)) + level * bias.view(1, -1, 1, 1)
+                for u, gain, bias in zip(features, self.gain, self.bias)]
+
+
 @dataclass
 class SRFlowCondition:
     """Everything the flow needs from one batch of LR images, computed once by :meth:`SRFlowNet.condition`.
@@ -113,6 +139,9 @@ class SRFlowNet(ConditionalFlowNet):
         hidden_channels (int): Width of the affine sub-networks. Default: 64.
         trunk_skip (str): The encoder's long skip, ``'conv_first'`` (ESRGAN/BasicSR RRDBNet) or ``'trunk'`` (the
             SRFlow release, needed for its checkpoints); see :class:`SRFlowRRDBNet`. Default: ``'conv_first'``.
+        noise_conditioning (bool): Condition the flow on the std of Gaussian noise added to the HR image
+            (:class:`NoiseLevelEmbedding`; ``noise_std`` of :meth:`condition`, 0 when not given). Trained with
+            ``train.noise_conditioning``. Default: False (the release's network).
 
     Attributes:
         memory_saving (bool): Training switch (``train.memory_saving``), off by default: :meth:`encode` then keeps
@@ -130,7 +159,8 @@ class SRFlowNet(ConditionalFlowNet):
                  flow_steps=16,
                  plain_steps=2,
                  hidden_channels=64,
-                 trunk_skip='conv_first'):
+                 trunk_skip='conv_first',
+                 noise_conditioning=False):
         super().__init__()
         if scale not in (2, 4, 8):
             raise ValueError(f'SRFlowNet supports scale 2, 4 or 8, got scale={scale}')
@@ -150,6 +180,7 @@ class SRFlowNet(ConditionalFlowNet):
                           split=level < self.num_levels - 1))
             channels = levels[-1].out_channels
         self.levels = nn.ModuleList(levels)
+        self.noise_embedding = NoiseLevelEmbedding(cond_channels, self.num_levels) if noise_conditioning else None
         self.memory_saving = False
 
     # ---------------------------------------------------------------- shapes
@@ -183,7 +214,7 @@ class SRFlowNet(ConditionalFlowNet):
             return features
         return [torch.cat([f, F.interpolate(taps, size=f.shape[-2:], mode='nearest')], 1) for f in features]
 
-    def condition(self, lq, precompute=True):
+    def condition(self, lq, precompute=True, noise_std=None):
         """Computes everything that depends only on the LR images (encoder, and the flow's LR-only parts).
 
         Args:
@@ -205,6 +236,10 @@ class SRFlowNet(ConditionalFlowNet):
         if padded != lq_size:
             lq = F.pad(lq, (0, padded[1] - lq_size[1], 0, padded[0] - lq_size[0]), mode='reflect')
         features = self._level_features(lq)
+        if noise_std is not None:
+            if self.noise_embedding is None:
+                raise ValueError('noise_std was given, but this SRFlowNet was built without noise_conditioning')
+            features = self.noise_embedding(features, noise_std)
         conds = [level.prepare_condition(u) for level, u in zip(self.levels, features)] if precompute else features
         return SRFlowCondition(conds, lq_size, padded, lq.shape[0])
 

@@ -22,10 +22,10 @@ OUTPUT_FOLDERS = ('models', 'training_states', 'visualization', 'results_root')
 
 
 def check_dataset_paths(opt):
-    """Every ``datasets.<phase>.dataroot_*`` / ``meta_info_file`` must exist (named in the error)."""
+    """Every ``datasets.<phase>.dataroot_*`` / ``meta_info_file`` / ``meta_info`` must exist (named in the error)."""
     for phase, dataset in (opt.get('datasets') or {}).items():
         for key, value in (dataset or {}).items():
-            if (key.startswith('dataroot') or key == 'meta_info_file') and value is not None:
+            if (key.startswith('dataroot') or key in ('meta_info_file', 'meta_info')) and value is not None:
                 if not osp.exists(value):
                     raise FileNotFoundError(f"Option 'datasets.{phase}.{key}': no such file or folder {value}")
 
@@ -145,7 +145,8 @@ def check_inputs_outside_run(opt):
     resumed or fine-tuned run reads them)."""
     key, root = _run_root(opt)
     inputs = {f'datasets.{phase}.{k}': v for phase, dataset in (opt.get('datasets') or {}).items()
-              for k, v in (dataset or {}).items() if (k.startswith('dataroot') or k == 'meta_info_file') and v}
+              for k, v in (dataset or {}).items()
+              if (k.startswith('dataroot') or k in ('meta_info_file', 'meta_info')) and v}
     if root:
         check_outputs({f'{key} (from name)': root}, inputs)
 
@@ -161,7 +162,7 @@ def hold_run_folder(opt):
 def check_run(opt):
     """At the entry point, right after the option file is parsed: options, names, dataset paths and LMDBs, crop
     sizes, the run's folder outside its inputs; then the run's folder is held."""
-    if opt.get('model_type') == 'SRFlowModel':
+    if opt.get('model_type') in ('SRFlowModel', 'RealSRFlowModel'):
         check_options(opt)
     check_names(opt)
     check_crop_sizes(opt)

@@ -25,7 +25,7 @@ from srflow_plugin.metrics import calculate_lpips, calculate_lr_psnr  # noqa: F4
 from srflow_plugin.models.preflight import check_model_needs
 from srflow_plugin.models.training_guard import TrainingGuard, initialize_actnorm, optimizer_tensors, tensors_finite
 from srflow_plugin.models.validation import validate, write_metrics_csv
-from srflow_plugin.options_schema import check_options, get_option
+from srflow_plugin.options_schema import OptionError, check_options, get_option
 from srflow_plugin.utils import register
 from srflow_plugin.utils.checkpoint import (atomic_save, load_encoder_weights, remove_stale_temporaries,
                                             strip_module_prefix)
@@ -129,6 +129,14 @@ class SRFlowModel(BaseModel):
         self.actnorm_max_scale = float(get_option(self.opt, 'train', 'actnorm_max_scale'))
         self.actnorm_pending, self.actnorm_refused = [], 0
         self.actnorm_ready = False
+        self.noise_max_std = None
+        if get_option(self.opt, 'train', 'noise_conditioning') is not None:
+            if getattr(self._bare(), 'noise_embedding', None) is None:
+                network = self.opt['network_g'].get('type')
+                raise OptionError("Option 'train.noise_conditioning' needs a network conditioned on the noise "
+                                  f'level: set network_g.noise_conditioning: true ({network})')
+            self.noise_max_std = float(get_option(self.opt, 'train.noise_conditioning', 'max_std'))
+            logger.info(f'Noise conditioning: HR + N(0, s^2), s ~ U(0, {self.noise_max_std:g}) per image.')
 
         self.setup_optimizers()
         if get_option(self.opt, 'train', 'scheduler') is not None:
@@ -230,6 +238,11 @@ class SRFlowModel(BaseModel):
         encoder_trains = self.encoder_trains(current_iter)
         self._set_encoder_trainable(encoder_trains)
         gt = self.cri_nll.dequantize(self.gt)
+        flow_kwargs = {}
+        if self.noise_max_std is not None:  # noise conditioning: a random level per image, given to the flow
+            noise_std = torch.rand(gt.shape[0], device=gt.device, dtype=gt.dtype) * self.noise_max_std
+            gt = gt + noise_std.view(-1, 1, 1, 1) * torch.randn_like(gt)
+            flow_kwargs['noise_std'] = noise_std
         self.log_dict = OrderedDict()
         if not self._initialize_actnorm(gt, current_iter):
             self._log_counters(encoder_trains, current_iter)
@@ -239,7 +252,7 @@ class SRFlowModel(BaseModel):
 
         self.optimizer_g.zero_grad(set_to_none=True)
         with mixed_precision(self._bare(), self.train_amp):
-            _, nll = self.net_g(self.lq, gt)
+            _, nll = self.net_g(self.lq, gt, **flow_kwargs)
         loss_dict = OrderedDict()
         l_total = l_nll = self.cri_nll(nll)
         loss_dict['l_nll'] = l_nll

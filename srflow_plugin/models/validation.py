@@ -11,7 +11,9 @@ Metrics: per-image metrics (BasicSR's ``calculate_metric``: ``val.metrics.<name>
 averaged over the samples of a heat, then over the images. A dataset-level metric (FID and the like) registers a
 class with :func:`register_dataset_metric`; it is built once per heat, sees every sample (``update``) and reports
 once (``compute``). Both give the key ``<name>_t<heat>``. A sample with non-finite pixels is counted (key
-``nonfinite_t<heat>``, pixels summed over images and samples), warned about, and left out of every metric.
+``nonfinite_t<heat>``, pixels summed over images and samples), warned about, and left out of every metric. With
+``val.safe_sampling`` such samples are repaired first (:mod:`srflow_plugin.utils.safe_sampling`; key
+``repaired_t<heat>``: the bad pixels repaired).
 """
 import inspect
 import os
@@ -27,6 +29,7 @@ from srflow_plugin.archs.srflow_arch import mixed_precision
 from srflow_plugin.options_schema import get_option
 from srflow_plugin.utils.image import crop_gt_to_sr, nonfinite_pixels, record_nonfinite, to_image, write_image
 from srflow_plugin.utils.paths import path_component
+from srflow_plugin.utils.safe_sampling import decode_safely
 from srflow_plugin.utils.sampling import (draw_noise, image_generator, image_name, output_name, sample_keys, scaled,
                                           temperature_tag)
 from srflow_plugin.utils.table import write_csv
@@ -63,6 +66,7 @@ def _init_best_metric_results(model, dataset_name, heats):
         for name, (_, better_of) in _metric_options(model.opt).items():
             better[f'{name}_{heat_suffix(heat)}'] = better_of
         better[f'nonfinite_{heat_suffix(heat)}'] = 'lower'
+        better[f'repaired_{heat_suffix(heat)}'] = 'lower'
     records = getattr(model, 'best_metric_results', None)
     if records is None:
         records = model.best_metric_results = dict()
@@ -109,6 +113,7 @@ def validate(model, net, dataloader, current_iter, tb_logger, save_img, nll_cons
     calc_nll = get_option(opt, 'val', 'calc_nll')
     precompute = get_option(opt, 'val', 'precompute_condition')
     amp = get_option(opt, 'val', 'amp')  # mixed precision for the encoder and the affine sub-networks
+    safe = get_option(opt, 'val', 'safe_sampling')
     metrics = _metric_options(opt)
     logger = get_root_logger()
     _init_best_metric_results(model, dataset_name, heats)
@@ -118,6 +123,7 @@ def validate(model, net, dataloader, current_iter, tb_logger, save_img, nll_cons
     rows = []  # one per image and heat, for the CSV
     sums, counts = OrderedDict(), OrderedDict()
     nonfinite = OrderedDict()  # heat -> pixels
+    repaired = OrderedDict()  # heat -> bad pixels repaired by safe sampling
     pbar = tqdm(total=len(dataloader), unit='image') if opt['val'].get('pbar', False) else None
 
     for val_data in dataloader:
@@ -139,7 +145,12 @@ def validate(model, net, dataloader, current_iter, tb_logger, save_img, nll_cons
             for heat in heats:
                 heat_values, bad_pixels = OrderedDict(), 0
                 for _, sample in sample_keys([heat], n_sample):
-                    model.output = net.decode(cond=cond, latents=scaled(noise[sample], heat, lq.device))
+                    latents = scaled(noise[sample], heat, lq.device)
+                    model.output = net.decode(cond=cond, latents=latents)
+                    if safe:
+                        model.output, repair = decode_safely(lambda z: net.decode(cond=cond, latents=z), latents,
+                                                             model.output)
+                        repaired[heat] = repaired.get(heat, 0) + repair.pixels
                     sr_img = to_image(model.output)
                     bad = nonfinite_pixels(model.output)
                     if save_img:
@@ -185,6 +196,8 @@ def validate(model, net, dataloader, current_iter, tb_logger, save_img, nll_cons
     for heat, pixels in nonfinite.items():
         if pixels:
             results[f'nonfinite_{heat_suffix(heat)}'] = float(pixels)
+    for heat, pixels in repaired.items():
+        results[f'repaired_{heat_suffix(heat)}'] = float(pixels)
     model.metric_results = results
     for key, value in results.items():
         model._update_best_metric_result(dataset_name, key, value, current_iter)
@@ -208,6 +221,8 @@ def _log(model, dataset_name, current_iter, heats, tb_logger):
     for key, value in results.items():
         if key.startswith('nonfinite_'):
             lines.append(f'\t # {key}: {value:.0f} non-finite pixels (those samples are not in the metrics)')
+        elif key.startswith('repaired_'):
+            lines.append(f'\t # {key}: {value:.0f} bad pixels repaired by val.safe_sampling')
         elif key != 'nll':
             lines.append(f'\t # {key}: {value:.4f}\tBest: {best[key]["val"]:.4f} @ {best[key]["iter"]} iter')
     get_root_logger().info('\n'.join(lines))

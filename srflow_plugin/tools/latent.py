@@ -41,6 +41,7 @@ from srflow_plugin.tools.grid import make_grid
 from srflow_plugin.utils.checkpoint import atomic_save, load_srflow, read_checkpoint
 from srflow_plugin.utils.image import read_image, to_image, to_tensor, write_image
 from srflow_plugin.utils.paths import check_outputs
+from srflow_plugin.utils.safe_sampling import decode_safely, repair_summary
 from srflow_plugin.utils.sampling import draw_noise, image_generator, image_name, scaled
 
 __all__ = ['latent_strides', 'reconstruction_error', 'encode_image', 'save_latents', 'load_latents', 'box_cells',
@@ -159,24 +160,35 @@ def transfer_latents(source, target, box, strides, offset=(0, 0), normalize=True
     return result
 
 
+def _decode_with(decode, latents, safe):
+    if not safe:
+        return decode(latents)
+    sr, repair = decode_safely(decode, latents)
+    if repair.pixels:
+        print(repair_summary([repair]), file=sys.stderr)
+    return sr
+
+
 @torch.no_grad()
-def _decode(net, lq, latents):
+def _decode(net, lq, latents, safe=False):
     device = next(net.parameters()).device
-    return net.decode(lq.to(device), latents=[z.to(device) for z in latents]).cpu()
+    cond = net.condition(lq.to(device), precompute=False)  # as decode(lq) does: the features only
+    return _decode_with(lambda z: net.decode(cond=cond, latents=z), [z.to(device) for z in latents], safe).cpu()
 
 
-def content_transfer(net, source_latents, target_latents, target_lq, box, offset=(0, 0), normalize=True):
-    """Image content transfer: the target decoded with the source's latents pasted into ``box`` (+ ``offset``).
+def content_transfer(net, source_latents, target_latents, target_lq, box, offset=(0, 0), normalize=True, safe=False):
+    """Image content transfer: the target decoded with the source's latents pasted into ``box`` (+ ``offset``);
+    ``safe`` repairs bad pixels (:mod:`srflow_plugin.utils.safe_sampling`).
 
     Returns:
         Tensor: HR image [1, C, H, W] of the target's size (CPU, not clamped).
     """
     strides = latent_strides(net, *target_lq.shape[-2:])
     latents = transfer_latents(source_latents, target_latents, box, strides, offset, normalize)
-    return _decode(net, target_lq, latents)
+    return _decode(net, target_lq, latents, safe)
 
 
-def style_transfer(net, source_latents, target_lq, target_latents=None, normalize=False):
+def style_transfer(net, source_latents, target_lq, target_latents=None, normalize=False, safe=False):
     """LR-consistent style transfer: image A's latents decoded with image B's LR (same size).
 
     Args:
@@ -185,6 +197,7 @@ def style_transfer(net, source_latents, target_lq, target_latents=None, normaliz
         target_lq (Tensor): LR of B.
         target_latents (list[Tensor]): Latents of B, needed for ``normalize``.
         normalize (bool): Standardise A's latents per channel to B's statistics over the whole image.
+        safe (bool): Repair bad pixels (:mod:`srflow_plugin.utils.safe_sampling`).
 
     Returns:
         Tensor: HR image of B's size (CPU, not clamped).
@@ -199,14 +212,16 @@ def style_transfer(net, source_latents, target_lq, target_latents=None, normaliz
         if target_latents is None:
             raise ValueError('style transfer with normalize=True needs the target latents')
         latents = [_standardise_to(s, t) for s, t in zip(source_latents, target_latents)]
-    return _decode(net, target_lq, latents)
+    return _decode(net, target_lq, latents, safe)
 
 
 @torch.no_grad()
-def temperature_sweep(net, lq, temperatures, generator):
+def temperature_sweep(net, lq, temperatures, generator, safe=False):
     """Sample 0 at every temperature: ``T * z_0`` with ``z_0`` the first draw of ``generator`` (as
     :mod:`srflow_plugin.utils.sampling` draws it), so that only the temperature changes along the sweep and each tile
     is the ``_s0`` sample that ``srflow-sample`` writes with the same seed.
+
+    ``safe``: repair samples with bad pixels (:mod:`srflow_plugin.utils.safe_sampling`).
 
     Returns:
         list[Tensor]: HR images (CPU, not clamped), one per temperature.
@@ -214,7 +229,8 @@ def temperature_sweep(net, lq, temperatures, generator):
     device = next(net.parameters()).device
     cond = net.condition(lq.to(device))
     noise = draw_noise(net, *lq.shape[-2:], 1, generator)[0]
-    return [net.decode(cond=cond, latents=scaled(noise, t, device)).cpu() for t in temperatures]
+    return [_decode_with(lambda z: net.decode(cond=cond, latents=z), scaled(noise, t, device), safe).cpu()
+            for t in temperatures]
 
 
 # ---------------------------------------------------------------------------------------------------- CLI
@@ -279,10 +295,11 @@ def run_transfer(args, net):
     lq = to_tensor(target_lr)
     normalize = not args.no_normalize
     if args.mode == 'style':
-        after = style_transfer(net, source['latents'], lq, target['latents'], normalize)
+        after = style_transfer(net, source['latents'], lq, target['latents'], normalize, args.safe_sampling)
         target_box = source_box = (0, 0, 0, 0)
     else:
-        after = content_transfer(net, source['latents'], target['latents'], lq, args.box, args.offset, normalize)
+        after = content_transfer(net, source['latents'], target['latents'], lq, args.box, args.offset, normalize,
+                                 args.safe_sampling)
         source_box = tuple(args.box)
         target_box = (args.box[0] + args.offset[0], args.box[1] + args.offset[1], args.box[2], args.box[3])
     before = to_image(target['reconstruction'])
@@ -305,7 +322,8 @@ def run_transfer(args, net):
 def run_sweep(args, net):
     lq_img = read_image(args.input)
     name = image_name(args.input, net.scale)
-    outputs = temperature_sweep(net, to_tensor(lq_img), args.temperatures, image_generator(args.seed, name))
+    outputs = temperature_sweep(net, to_tensor(lq_img), args.temperatures, image_generator(args.seed, name),
+                                args.safe_sampling)
     grid = make_grid([[(f'tau={t:g}', to_image(sr)) for t, sr in zip(args.temperatures, outputs)]])
     os.makedirs(args.output, exist_ok=True)
     path = osp.join(args.output, f'{name}_sweep.png')
@@ -344,6 +362,9 @@ def parse_args(argv=None):
     sweep.add_argument('-i', '--input', required=True, help='LR image')
     sweep.add_argument('--temperatures', type=float, nargs='+', default=SWEEP_TEMPERATURES)
     sweep.add_argument('--seed', type=int, default=0)
+    for sub_parser in (transfer, sweep):
+        sub_parser.add_argument('--safe_sampling', action='store_true', help='repair non-finite or far out-of-range '
+                                'pixels by redrawing that region\'s latents colder (srflow_plugin.utils.safe_sampling)')
     args = parser.parse_args(argv)
     if args.command == 'transfer' and args.mode == 'content':
         if args.box is None:

@@ -42,6 +42,7 @@ from srflow_plugin.utils.checkpoint import load_srflow
 from srflow_plugin.utils.paths import check_outputs
 from srflow_plugin.utils.image import (IMG_EXTENSIONS, NONFINITE_REPORT, check_writable, crop_gt_to_sr, list_images,
                                        nonfinite_pixels, read_image, record_nonfinite, to_image, to_tensor, write_image)
+from srflow_plugin.utils.safe_sampling import decode_safely, repair_summary
 from srflow_plugin.utils.sampling import (draw_noise, image_generator, output_name, output_names, sample_keys, scaled,
                                           temperature_tag)
 
@@ -63,10 +64,11 @@ def sample_batch_size(lq_shape, scale):
 
 
 @torch.no_grad()
-def iter_samples(net, lq, temperatures, num_samples, generator, tile=None, tile_overlap=0):
+def iter_samples(net, lq, temperatures, num_samples, generator, tile=None, tile_overlap=0, safe=False, repairs=None):
     """Yields ``((temperature, sample), HR image)`` for every output of :func:`sample_image`, a bounded batch at a
     time (:func:`sample_batch_size`): memory does not grow with ``num_samples``. Sample ``k`` is the ``k``-th draw
-    of ``generator`` at every temperature, as in :func:`sample_image`; outputs come sample by sample."""
+    of ``generator`` at every temperature, as in :func:`sample_image`; outputs come sample by sample. ``safe`` and
+    ``repairs``: as :func:`sample_image`."""
     device = next(net.parameters()).device
     keys = sample_keys(temperatures, num_samples)
     per_batch = sample_batch_size(lq.shape, net.scale)
@@ -80,16 +82,23 @@ def iter_samples(net, lq, temperatures, num_samples, generator, tile=None, tile_
                 noise[s] = draw_noise(net, *lq.shape[-2:], 1, generator)[0]
         latents = [scaled(noise[s], t) for t, s in batch]
         if tile:
+            decode = lambda lat: decode_tiled(net, lq, [lat], tile, tile_overlap)[0]  # noqa: E731
             outputs = decode_tiled(net, lq, latents, tile, tile_overlap)
         else:
-            outputs = [net.decode(cond=cond, latents=[z.to(device) for z in lat]).cpu() for lat in latents]
+            decode = lambda lat: net.decode(cond=cond, latents=[z.to(device) for z in lat]).cpu()  # noqa: E731
+            outputs = [decode(lat) for lat in latents]
+        if safe:
+            for index, (key, lat) in enumerate(zip(batch, latents)):
+                outputs[index], repair = decode_safely(decode, lat, outputs[index])
+                if repair.pixels and repairs is not None:
+                    repairs[key] = repair
         done = max(s for _, s in batch)
         noise = {s: z for s, z in noise.items() if s >= done}
         yield from zip(batch, outputs)
 
 
 @torch.no_grad()
-def sample_image(net, lq, temperatures, num_samples, generator, tile=None, tile_overlap=0):
+def sample_image(net, lq, temperatures, num_samples, generator, tile=None, tile_overlap=0, safe=False, repairs=None):
     """Draws ``num_samples`` super-resolutions of one LR image at every temperature > 0, and one at temperature 0
     (all its latents are zero, so every sample would be the same picture).
 
@@ -108,12 +117,16 @@ def sample_image(net, lq, temperatures, num_samples, generator, tile=None, tile_
         generator (torch.Generator): A CPU generator (:func:`~srflow_plugin.utils.sampling.image_generator`).
         tile (int | None): Tile core size in LR pixels (even) for tiled decoding; None decodes the whole image.
         tile_overlap (int): Context around each tile in LR pixels (even).
+        safe (bool): Repair samples with non-finite or far out-of-range pixels (:mod:`srflow_plugin.utils.
+            safe_sampling`); the others are returned as drawn.
+        repairs (dict | None): Receives (temperature, sample) -> :class:`~srflow_plugin.utils.safe_sampling.Repair`
+            for every sample that was repaired.
 
     Returns:
         dict[(float, int), Tensor]: (temperature, sample) -> HR image [1, C, H, W] on the CPU (not clamped);
         temperature 0 has the one key (0.0, 0), in the order of :func:`~srflow_plugin.utils.sampling.sample_keys`.
     """
-    outputs = dict(iter_samples(net, lq, temperatures, num_samples, generator, tile, tile_overlap))
+    outputs = dict(iter_samples(net, lq, temperatures, num_samples, generator, tile, tile_overlap, safe, repairs))
     return {key: outputs[key] for key in sample_keys(temperatures, num_samples)}
 
 
@@ -178,6 +191,9 @@ def parse_args(argv=None):
     parser.add_argument('--grid', action='store_true', help='also write a labelled picture grid per image')
     parser.add_argument('--gt', default=None, help='GT image or folder (GT column of the grids)')
     parser.add_argument('--grid_dir', default=None, help='grid folder; None: <output>_grids')
+    parser.add_argument('--safe_sampling', action='store_true', help='repair samples with non-finite or far '
+                        'out-of-range pixels by redrawing the latents of that region at a lower temperature '
+                        '(srflow_plugin.utils.safe_sampling); off: samples as drawn')
     args = parser.parse_args(argv)
     if args.num_samples < 1:
         parser.error(f'--num_samples must be >= 1, got {args.num_samples}')
@@ -212,13 +228,14 @@ def main(argv=None):
             find_gt(args.gt, name, (lq_h * net.scale, lq_w * net.scale), net.scale)
     for folder in [args.output] + ([grid_dir] if args.grid else []):
         check_writable(folder)
-    written, nonfinite = [], {}
+    written, nonfinite, repairs = [], {}, []
     for path, name in tqdm(list(zip(images, names)), unit='image', desc='SRFlow sampling'):
         lq_img = read_image(path, min_size=MIN_LR_SIZE)
         lq = to_tensor(lq_img)
         sample_imgs = {}  # 8-bit samples of this image, kept for its grid only
+        image_repairs = {}
         for (t, s), sr in iter_samples(net, lq, args.temperatures, args.num_samples, image_generator(args.seed, name),
-                                       args.tile, args.tile_overlap):
+                                       args.tile, args.tile_overlap, args.safe_sampling, image_repairs):
             img = to_image(sr)
             if args.grid:
                 sample_imgs[t, s] = img
@@ -229,6 +246,7 @@ def main(argv=None):
             if bad:
                 nonfinite[name, t] = nonfinite.get((name, t), 0) + bad
             written.append(out)
+        repairs += image_repairs.values()
         for t in args.temperatures:
             if (name, float(t)) in nonfinite:
                 tqdm.write(f'Warning: {name} at temperature {t:g}: {nonfinite[name, float(t)]} non-finite pixels '
@@ -242,6 +260,8 @@ def main(argv=None):
                         osp.join(grid_dir, f'{name}_grid.png'))
     print(f'Wrote {len(written)} samples of {len(images)} image(s) to {args.output}'
           + (f' and grids to {grid_dir}' if args.grid else ''))
+    if args.safe_sampling:
+        print(repair_summary(repairs))
     if nonfinite:
         per_t = {}
         for (_, t), bad in nonfinite.items():
