@@ -1,7 +1,7 @@
-"""Measure SR results: PSNR, SSIM, LPIPS, LR-PSNR, the NTIRE diversity score and FID.
+"""Measure SR results: PSNR, SSIM, LPIPS, LR-PSNR, the NTIRE diversity score, FID and KID.
 
     srflow-measure --sr results/SRFlow_x4 --gt datasets/DIV2K/DIV2K_valid_HR \\
-        --lr datasets/DIV2K/DIV2K_valid_LR_bicubic/X4 [--temperature 0.9] [--crop_border 0] [--no_lpips] [--fid]
+        --lr datasets/DIV2K/DIV2K_valid_LR_bicubic/X4 [--temperature 0.9] [--crop_border 0] [--no_lpips] [--fid] [--kid]
 
 Naming rule. Every GT image ``<stem>.<ext>`` owns the SR images (searched recursively in --sr) whose
 file stem is ``<stem>`` or starts with ``<stem>_``: ``0801.png``, ``0801_sample03.png``,
@@ -21,6 +21,7 @@ Per image, every metric is the mean over its SR samples; the diversity score nee
 The mean row averages the per-image values (an ``inf`` PSNR of identical images makes the mean inf).
 ``--fid`` adds FID to the mean row only: it is dataset-level, between all measured SR samples and the set of GT
 images (each counted once), with BasicSR's Inception-v3 (:mod:`srflow_plugin.metrics.fid` says where its weights go).
+``--kid`` adds KID (:mod:`srflow_plugin.metrics.kid`: unbiased, so meaningful for small sets) from the same features.
 If the GT is larger than the SR output by less than the scale (GT sizes that are not a multiple of
 the scale), the GT is cropped at the bottom/right to the SR size, as NTIRE does.
 
@@ -39,7 +40,10 @@ import torch
 
 import srflow_plugin  # noqa: F401  (before basicsr: installs the torchvision shim)
 from basicsr.metrics.psnr_ssim import calculate_psnr, calculate_ssim
-from srflow_plugin.metrics import FID, calculate_lr_psnr, diversity_score, get_lpips_model, lpips_distance
+from srflow_plugin.metrics import (InceptionFeatures, calculate_lr_psnr, diversity_score, get_lpips_model,
+                                   kernel_distance, lpips_distance)
+from srflow_plugin.metrics.bootstrap import bootstrap_values
+from srflow_plugin.metrics.fid import frechet_distance
 from srflow_plugin.tools.command import HelpFormatter, console_command
 from srflow_plugin.utils.image import crop_gt_to_sr, images_in, read_image, read_nonfinite, to_tensor
 from srflow_plugin.utils.sampling import temperature_of, temperature_tag
@@ -59,6 +63,7 @@ COLUMNS = {
     'lr_psnr_gt': ('LR-PSNR (NTIRE, downscaled GT)', 2),
     'diversity': ('diversity', 2),
     'fid': ('FID (all samples)', 3),
+    'kid': ('KID (all samples)', 4),
 }
 
 
@@ -219,7 +224,10 @@ def measure(sr_folder,
             verbose=True,
             temperature=None,
             fid=False,
-            fid_features=None):
+            fid_features=None,
+            kid=False,
+            bootstrap=0,
+            bootstrap_seed=0):
     """Measure a folder of SR results against GT (and LR) images.
 
     Args:
@@ -229,13 +237,18 @@ def measure(sr_folder,
         scale (int | None): Scale factor, required when lr_folder is None (for NTIRE's LR-PSNR).
         crop_border (int): Border cropped for PSNR, SSIM and LPIPS'mean').
         fid (bool): Also FID over all measured samples, in the mean row (key 'fid'). Default: False.
-        fid_features (callable | None): FID's feature network (default: BasicSR's Inception-v3).
+        fid_features (callable | None): FID's (and KID's) feature network (default: BasicSR's Inception-v3).
+        kid (bool): Also KID from the same features, in the mean row (key 'kid'). Default: False.
+        bootstrap (int): Resamples of the images for spreads: the mean row gets 'bootstrap', a dict metric ->
+            (bootstrap,) values (:mod:`srflow_plugin.metrics.bootstrap`). Default: 0 (none).
+        bootstrap_seed (int): Seed of the resamples (the same for every folder measured on one GT set). Default: 0.
     """
     if lr_folder is None and scale is None:
         raise ValueError('Give the LR folder (lr_folder / --lr) or the scale (scale / --scale).')
     if use_lpips:
         get_lpips_model()  # fail now, not after the PSNRs, when the backbone weights are missing
-    fid_metric = FID(crop_border, feature_net=fid_features) if fid else None  # fails now without Inception weights
+    # fails now without Inception weights
+    features = InceptionFeatures(crop_border, feature_net=fid_features) if fid or kid else None
     gt_paths = {_stem(p): p for p in images_in(gt_folder)}
     nonfinite = read_nonfinite(sr_folder)
     groups = select_temperature(group_samples(images_in(sr_folder, recursive=True), gt_paths), temperature)
@@ -279,16 +292,27 @@ def measure(sr_folder,
                           crop_border=crop_border,
                           use_lpips=use_lpips,
                           names=(sr_paths[0], gt_paths[stem])))
-        if fid_metric is not None:  # measure_image checked the shapes: the GT is cropped as there
+        if features is not None:  # measure_image checked the shapes: the GT is cropped as there
             for sr in samples:
-                fid_metric.update(sr, gt[:sr.shape[0], :sr.shape[1]])
+                features.update(sr, gt[:sr.shape[0], :sr.shape[1]])
         rows.append(row)
         if verbose:
             print(f"{stem}: {row['samples']} sample(s), PSNR {row['psnr']:.2f}"
                   + (f", LPIPS {row['lpips']:.4f}" if 'lpips' in row else ''))
     mean = mean_row(rows)
-    if fid_metric is not None:
-        mean['fid'] = fid_metric.compute()
+    if fid:
+        mean['fid'] = frechet_distance(*features.arrays())
+    if kid:
+        mean['kid'] = kernel_distance(*features.arrays())[0]
+    if bootstrap:
+        measured = [r for r in rows if r['samples']]
+        keys = [k for k in ('psnr', 'ssim', 'lpips', 'lr_psnr') if all(k in r for r in measured)]
+        mean['bootstrap'] = bootstrap_values({k: [r[k] for r in measured] for k in keys}, features, bootstrap,
+                                             bootstrap_seed)
+        if not fid:
+            mean['bootstrap'].pop('fid', None)
+        if not kid:
+            mean['bootstrap'].pop('kid', None)
     return rows + [mean]
 
 
@@ -338,6 +362,7 @@ def parse_args(argv=None):
     parser.add_argument('--crop_border', type=int, default=0, help='Border excluded from PSNR/SSIM/LPIPS')
     parser.add_argument('--no_lpips', action='store_true', help='Skip LPIPS and diversity (no AlexNet weights).')
     parser.add_argument('--fid', action='store_true', help='Also FID over all samples (needs the Inception weights).')
+    parser.add_argument('--kid', action='store_true', help='Also KID over all samples (same Inception features).')
     parser.add_argument('--csv', default=None, help='CSV output')
     parser.add_argument('--md', default=None, help='Markdown table output')
     args = parser.parse_args(argv)
@@ -354,7 +379,7 @@ def main(argv=None):
         except FileNotFoundError as error:
             sys.exit(f'{error}\nTo measure without LPIPS and diversity, pass --no_lpips.')
     rows = measure(args.sr, args.gt, args.lr, args.scale, args.crop_border, use_lpips=not args.no_lpips,
-                   temperature=args.temperature, fid=args.fid)
+                   temperature=args.temperature, fid=args.fid, kid=args.kid)
     csv_path = args.csv or osp.join(args.sr, 'metrics.csv')
     md_path = args.md or osp.join(args.sr, 'metrics.md')
     write_csv(rows, csv_path)
