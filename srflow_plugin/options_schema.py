@@ -240,6 +240,11 @@ SCHEMA = OrderedDict([
                                     'are kept (about 0.4 KB per HR pixel), same results.', boolean),
         amp=Option(None, PLUGIN, 'Mixed precision (`bf16`, `fp16` or ~) for validation\'s and testing\'s '
                    'encoder and affine sub-networks, as `train.amp`.', one_of('bf16', 'fp16')),
+        lr_consistency=Option(0, PLUGIN, 'Back-projection iterations (srflow_plugin/utils/lr_consistency.py). > 0: '
+                              'every sample is also measured after its projection onto the HR images whose '
+                              'MATLAB-bicubic downscale is its LR input, under the keys `<metric>_projected_t<tau>` '
+                              '(the unprojected keys stay); saved images are the unprojected samples. 0: off.',
+                              number(low=0, integer=True)),
         skip_missing_metrics=Option(False, PLUGIN, 'A metric whose backbone weights (LPIPS, FID) are missing is an '
                                     'error when the model is built; true: it is dropped with a warning instead.',
                                     boolean),

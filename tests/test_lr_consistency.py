@@ -1,12 +1,16 @@
-"""MATLAB-bicubic downscaling in torch and the back-projection of SR images onto their LR images (issue 16 item 4)."""
+"""MATLAB-bicubic downscaling in torch and the back-projection of SR images onto their LR images, and the
+``lr_consistency`` option of srflow-measure, srflow-sample and validation (issue 16 item 4)."""
+import cv2
 import numpy as np
 import pytest
 import torch
 from basicsr.utils.matlab_functions import imresize
 from skimage import data
 
+import srflow_plugin  # noqa: F401
 from srflow_plugin.metrics import calculate_lr_psnr
 from srflow_plugin.utils.lr_consistency import back_project, downscale, resize_matrix
+from test_measure import lpips_hub, random_hub  # noqa: F401  (fixtures: LPIPS with a random-weight AlexNet)
 
 
 def _eight_bit(x):
@@ -104,3 +108,87 @@ def test_mismatched_shapes_and_bad_iterations_are_named():
         downscale(sr, 3)
     with pytest.raises(ValueError, match='non-negative integer, got -1'):
         back_project(sr, downscale(sr, 4), 4, iterations=-1)
+
+
+# --- the option in srflow-measure, srflow-sample and validation ---------------------------------------------------
+
+def _photo_pairs(folder, names=('astronaut', 'chelsea'), size=64):
+    """GT crops of scikit-image photos, their MATLAB-bicubic LR x4 (8 bits) and an OpenCV-bicubic upscale of the LR
+    (a plausible SR image that is not LR-consistent), as folders gt/, lr/, sr/ of 8-bit PNGs."""
+    from srflow_plugin.metrics import bicubic_downscale
+    from srflow_plugin.utils.image import write_image
+    for name in names:
+        gt = np.ascontiguousarray(getattr(data, name)()[:size, :size, ::-1])
+        lr = bicubic_downscale(gt, 4)
+        write_image(gt, str(folder / 'gt' / f'{name}.png'))
+        write_image(lr, str(folder / 'lr' / f'{name}.png'))
+        write_image(cv2.resize(lr, (size, size), interpolation=cv2.INTER_CUBIC), str(folder / 'sr' / f'{name}.png'))
+    return folder
+
+
+@pytest.mark.usefixtures('lpips_hub')
+def test_measure_reports_the_metrics_with_and_without_projection(tmp_path):
+    from srflow_plugin.tools import measure
+    root = _photo_pairs(tmp_path)
+    rows = measure.main(['--sr', str(root / 'sr'), '--gt', str(root / 'gt'), '--lr', str(root / 'lr'),
+                         '--lr_consistency', '2', '--crop_border', '4'])
+    mean = rows[-1]
+    assert mean['lr_psnr'] < 45 <= 50 <= mean['lr_psnr_projected']
+    assert all(f'{key}_projected' in mean for key in ('psnr', 'ssim', 'lpips'))
+    table = open(root / 'sr' / 'metrics.md').read()
+    assert 'PSNR (projected)' in table and 'LPIPS (projected)' in table
+
+
+def test_measure_without_lr_cannot_project(tmp_path):
+    from srflow_plugin.tools import measure
+    with pytest.raises(SystemExit):
+        measure.parse_args(['--sr', str(tmp_path), '--gt', str(tmp_path), '--scale', '4', '--lr_consistency', '1'])
+
+
+def test_srflow_sample_writes_projected_samples_and_prints_the_lr_psnr_before_and_after(tmp_path, capsys):
+    from srflow_plugin.metrics import bicubic_downscale
+    from srflow_plugin.tools import sample as sample_tool
+    from srflow_plugin.utils.image import read_image, write_image
+    from test_sample import write_tiny_checkpoint
+    write_tiny_checkpoint(tmp_path / 'tiny.pth')
+    lr = bicubic_downscale(np.ascontiguousarray(data.coffee()[100:164, 200:264, ::-1]), 4)
+    write_image(lr, str(tmp_path / 'in' / 'coffee.png'))
+    written = sample_tool.main(['-i', str(tmp_path / 'in'), '-c', str(tmp_path / 'tiny.pth'), '-o',
+                                str(tmp_path / 'out'), '--temperatures', '0', '0.8', '--num_samples', '2',
+                                '--lr_consistency', '10'])  # an untrained network: far from its LR
+    assert len(written) == 3
+    for path in written:
+        assert calculate_lr_psnr(read_image(path), None, lq=lr) >= 50
+    printed = capsys.readouterr()
+    assert 'coffee: LR-PSNR' in printed.out + printed.err
+
+
+def test_validation_reports_projected_metrics_under_their_own_keys(tmp_path, single_thread):
+    from helpers_train import make_opt
+    from srflow_plugin.models.srflow_model import SRFlowModel
+    from srflow_plugin.metrics import bicubic_downscale
+    from srflow_plugin.utils.image import to_tensor
+    from test_sample import TINY, write_tiny_checkpoint
+    write_tiny_checkpoint(tmp_path / 'tiny.pth')
+    gt = np.ascontiguousarray(data.chelsea()[100:132, 200:232, ::-1])
+    lr = bicubic_downscale(gt, 4)
+
+    class _OnePair(torch.utils.data.Dataset):
+        opt = {'name': 'photo'}
+
+        def __len__(self):
+            return 1
+
+        def __getitem__(self, index):
+            return {'lq': to_tensor(lr)[0], 'gt': to_tensor(gt)[0],
+                    'lq_path': 'chelsea.png', 'gt_path': 'chelsea.png'}
+
+    opt = make_opt(tmp_path, is_train=False, network_g={'type': 'SRFlowNet', **TINY},
+                   path={'pretrain_network_g': str(tmp_path / 'tiny.pth')},
+                   val={'heats': [0.0, 0.8], 'n_sample': 1, 'lr_consistency': 20})  # untrained: far off
+    model = SRFlowModel(opt)
+    model.validation(torch.utils.data.DataLoader(_OnePair()), 'unit', None, save_img=False)
+    results = model.metric_results
+    for heat in ('t0', 't0.8'):
+        assert results[f'lr_psnr_projected_{heat}'] >= 50 > results[f'lr_psnr_{heat}']
+        assert f'psnr_projected_{heat}' in results and f'psnr_{heat}' in results

@@ -231,6 +231,8 @@ def main(argv=None):
                         'needs 2).')
     parser.add_argument('--bootstrap', type=int, default=0, metavar='N',
                         help='N resamples of the test crops: spreads and differences against SRGAN.')
+    parser.add_argument('--iters_scale', type=float, default=1.0,
+                        help='Multiplies every model\'s training iterations (the same budget cut for all three).')
     parser.add_argument('--reuse_training', action='store_true',
                         help='Keep a model whose checkpoint an earlier run of this output folder left (same '
                         'option files) instead of training it again.')
@@ -249,6 +251,7 @@ def main(argv=None):
     print(f'[1/4] Preparing data from scikit-image photographs in {out_dir}/data ...', flush=True)
     data = make_data(osp.join(out_dir, 'data'), args.quick, log_path=osp.join(out_dir, 'prepare_data.log'))
     iters = QUICK_ITERS if args.quick else ITERS
+    iters = {model: max(1, round(n * args.iters_scale)) for model, n in iters.items()}
     options = write_options(out_dir, data, iters)
     for model, (_, opt) in options.items():
         figures = complexity.measure_network(build_network(dict(opt['network_g'])), model, max_probe=64,

@@ -21,6 +21,9 @@ Per image, every metric is the mean over its SR samples; the diversity score nee
 The mean row averages the per-image values (an ``inf`` PSNR of identical images makes the mean inf).
 ``--fid`` adds FID to the mean row only: it is dataset-level, between all measured SR samples and the set of GT
 images (each counted once), with BasicSR's Inception-v3 (:mod:`srflow_plugin.metrics.fid` says where its weights go).
+``--lr_consistency N`` also measures every sample after N back-projection steps onto its LR input
+(:mod:`srflow_plugin.utils.lr_consistency`: the HR images whose MATLAB-bicubic downscale is the LR image), in the
+columns PSNR / SSIM / LPIPS / LR-PSNR "(projected)", beside the unprojected ones.
 ``--kid`` adds KID (:mod:`srflow_plugin.metrics.kid`: unbiased, so meaningful for small sets) from the same features.
 If the GT is larger than the SR output by less than the scale (GT sizes that are not a multiple of
 the scale), the GT is cropped at the bottom/right to the SR size, as NTIRE does.
@@ -46,6 +49,7 @@ from srflow_plugin.metrics.bootstrap import bootstrap_values
 from srflow_plugin.metrics.fid import frechet_distance
 from srflow_plugin.tools.command import HelpFormatter, console_command
 from srflow_plugin.utils.image import crop_gt_to_sr, images_in, read_image, read_nonfinite, to_tensor
+from srflow_plugin.utils.lr_consistency import back_project_image
 from srflow_plugin.utils.sampling import temperature_of, temperature_tag
 from srflow_plugin.utils.table import write_csv as write_table
 
@@ -62,6 +66,10 @@ COLUMNS = {
     'lr_psnr': ('LR-PSNR (LR input)', 2),
     'lr_psnr_gt': ('LR-PSNR (NTIRE, downscaled GT)', 2),
     'diversity': ('diversity', 2),
+    'psnr_projected': ('PSNR (projected)', 2),
+    'ssim_projected': ('SSIM (projected)', 4),
+    'lpips_projected': ('LPIPS (projected)', 4),
+    'lr_psnr_projected': ('LR-PSNR (projected)', 2),
     'fid': ('FID (all samples)', 3),
     'kid': ('KID (all samples)', 4),
 }
@@ -140,7 +148,11 @@ def find_lr(lr_paths, stem):
     return None
 
 
-def measure_image(samples, gt, lq=None, scale=None, crop_border=0, use_lpips=True, names=('sr', 'gt')):
+PROJECTED_KEYS = ('psnr', 'ssim', 'lpips', 'lr_psnr')  # measured again after back-projection (lr_consistency)
+
+
+def measure_image(samples, gt, lq=None, scale=None, crop_border=0, use_lpips=True, names=('sr', 'gt'),
+                  lr_consistency=0):
     """Metrics of the SR samples of one image, averaged over the samples.
 
     Args:
@@ -152,10 +164,12 @@ def measure_image(samples, gt, lq=None, scale=None, crop_border=0, use_lpips=Tru
         crop_border (int): Border cropped for PSNR, SSIM and LPIPS (in SR pixels). Default: 0.
         use_lpips (bool): Compute LPIPS and, for >= 2 samples, the diversity score. Default: True.
         names (tuple[str]): SR and GT names for error messages.
+        lr_consistency (int): Back-projection steps; > 0 (with lq) adds ``<key>_projected`` for the keys of
+            PROJECTED_KEYS, measured on the projected samples. Default: 0.
 
     Returns:
         dict: psnr, ssim, psnr_y, ssim_y, samples, and when available lpips, lr_psnr, lr_psnr_gt,
-        diversity.
+        diversity, <key>_projected.
     """
     shape = samples[0].shape
     for img in samples:
@@ -198,6 +212,10 @@ def measure_image(samples, gt, lq=None, scale=None, crop_border=0, use_lpips=Tru
         row['lpips'] = float(np.mean(values))
         if maps:
             row['diversity'] = diversity_score(torch.stack(maps))
+    if lr_consistency and lq is not None:
+        projected = measure_image([back_project_image(sr, lq, lr_consistency) for sr in samples], gt, lq, scale,
+                                  crop_border, use_lpips, names)
+        row.update((f'{key}_projected', projected[key]) for key in PROJECTED_KEYS if key in projected)
     return row
 
 
@@ -227,7 +245,8 @@ def measure(sr_folder,
             fid_features=None,
             kid=False,
             bootstrap=0,
-            bootstrap_seed=0):
+            bootstrap_seed=0,
+            lr_consistency=0):
     """Measure a folder of SR results against GT (and LR) images.
 
     Args:
@@ -242,9 +261,13 @@ def measure(sr_folder,
         bootstrap (int): Resamples of the images for spreads: the mean row gets 'bootstrap', a dict metric ->
             (bootstrap,) values (:mod:`srflow_plugin.metrics.bootstrap`). Default: 0 (none).
         bootstrap_seed (int): Seed of the resamples (the same for every folder measured on one GT set). Default: 0.
+        lr_consistency (int): Also measure every sample after this many back-projection steps onto its LR image
+            (columns ``<key>_projected``; needs lr_folder). Default: 0 (off).
     """
     if lr_folder is None and scale is None:
         raise ValueError('Give the LR folder (lr_folder / --lr) or the scale (scale / --scale).')
+    if lr_consistency and lr_folder is None:
+        raise ValueError('--lr_consistency projects the samples onto their LR images: give the LR folder (--lr).')
     if use_lpips:
         get_lpips_model()  # fail now, not after the PSNRs, when the backbone weights are missing
     # fails now without Inception weights
@@ -291,7 +314,8 @@ def measure(sr_folder,
                           scale=scale,
                           crop_border=crop_border,
                           use_lpips=use_lpips,
-                          names=(sr_paths[0], gt_paths[stem])))
+                          names=(sr_paths[0], gt_paths[stem]),
+                          lr_consistency=lr_consistency))
         if features is not None:  # measure_image checked the shapes: the GT is cropped as there
             for sr in samples:
                 features.update(sr, gt[:sr.shape[0], :sr.shape[1]])
@@ -362,12 +386,19 @@ def parse_args(argv=None):
     parser.add_argument('--crop_border', type=int, default=0, help='Border excluded from PSNR/SSIM/LPIPS')
     parser.add_argument('--no_lpips', action='store_true', help='Skip LPIPS and diversity (no AlexNet weights).')
     parser.add_argument('--fid', action='store_true', help='Also FID over all samples (needs the Inception weights).')
+    parser.add_argument('--lr_consistency', type=int, default=0, metavar='N',
+                        help='Also measure every sample after N back-projection steps onto its LR image (needs --lr; '
+                        'e.g. 2). Default: 0 (off)')
     parser.add_argument('--kid', action='store_true', help='Also KID over all samples (same Inception features).')
     parser.add_argument('--csv', default=None, help='CSV output')
     parser.add_argument('--md', default=None, help='Markdown table output')
     args = parser.parse_args(argv)
     if args.lr is None and args.scale is None:
         parser.error('give --lr or --scale')
+    if args.lr_consistency < 0:
+        parser.error(f'--lr_consistency must be >= 0, got {args.lr_consistency}')
+    if args.lr_consistency and args.lr is None:
+        parser.error('--lr_consistency projects the samples onto their LR images: give --lr')
     return args
 
 
@@ -379,7 +410,8 @@ def main(argv=None):
         except FileNotFoundError as error:
             sys.exit(f'{error}\nTo measure without LPIPS and diversity, pass --no_lpips.')
     rows = measure(args.sr, args.gt, args.lr, args.scale, args.crop_border, use_lpips=not args.no_lpips,
-                   temperature=args.temperature, fid=args.fid, kid=args.kid)
+                   temperature=args.temperature, fid=args.fid, kid=args.kid,
+                   lr_consistency=args.lr_consistency)
     csv_path = args.csv or osp.join(args.sr, 'metrics.csv')
     md_path = args.md or osp.join(args.sr, 'metrics.md')
     write_csv(rows, csv_path)

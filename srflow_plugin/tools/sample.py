@@ -2,7 +2,7 @@
 
     srflow-sample -i <image or folder> -c <checkpoint.pth> -o <out folder> [--opt train.yml]
         [--temperatures 0 0.8 0.9] [--num_samples 3] [--seed 0] [--device cpu|cuda]
-        [--tile 128 --tile_overlap 32] [--grid [--gt <folder or image>] [--grid_dir <folder>]]
+        [--tile 128 --tile_overlap 32] [--grid [--gt <folder or image>] [--grid_dir <folder>]] [--lr_consistency N]
 
 Outputs ``<out>/<image>_t<temperature>_s<sample>.png`` (sample counted from 0), where ``<image>`` is the input's
 file stem without a DIV2K-style ``x<scale>`` suffix (``0801x4.png`` -> ``0801``; only after a digit, so ``box4.png``
@@ -15,6 +15,10 @@ change the results either as long as ``--tile_overlap >= needed_overlap(net)`` (
 smaller overlap trades exactness at the tile seams for speed. Grids go to ``<out>_grids`` by default (outside
 ``<out>``, where srflow-measure would take them for samples). Names and seeds follow
 :mod:`srflow_plugin.utils.sampling`, as validation's do: the same seed gives the same picture in both.
+
+``--lr_consistency N`` writes every sample after N back-projection steps onto its LR input
+(:mod:`srflow_plugin.utils.lr_consistency`: the HR images whose MATLAB-bicubic downscale is the LR image) and prints
+the LR-PSNR before and after; ``srflow-measure --lr_consistency N`` measures unprojected samples both ways.
 
 Checked before any sampling: the temperatures are finite, every input image can be read (and is at least 2x2), the
 output folders can be written. A sample with non-finite pixels (too high a temperature for the model) is still
@@ -37,6 +41,7 @@ from srflow_plugin.tools.tiling import decode_tiled, tile_boxes
 from srflow_plugin.utils.checkpoint import load_srflow
 from srflow_plugin.utils.image import (IMG_EXTENSIONS, NONFINITE_REPORT, check_writable, crop_gt_to_sr, list_images,
                                        nonfinite_pixels, read_image, record_nonfinite, to_image, to_tensor, write_image)
+from srflow_plugin.utils.lr_consistency import project_samples
 from srflow_plugin.utils.sampling import (draw_noise, image_generator, output_name, output_names, sample_keys, scaled,
                                           temperature_tag)
 
@@ -140,6 +145,8 @@ def parse_args(argv=None):
     parser.add_argument('--grid', action='store_true', help='also write a labelled picture grid per image')
     parser.add_argument('--gt', default=None, help='GT image or folder (GT column of the grids)')
     parser.add_argument('--grid_dir', default=None, help='grid folder; None: <output>_grids')
+    parser.add_argument('--lr_consistency', type=int, default=0, metavar='N', help='back-projection steps onto the '
+                        'LR input for every sample (e.g. 2); 0: off')
     args = parser.parse_args(argv)
     if args.num_samples < 1:
         parser.error(f'--num_samples must be >= 1, got {args.num_samples}')
@@ -148,6 +155,8 @@ def parse_args(argv=None):
     tags = [temperature_tag(t) for t in args.temperatures]
     if len(set(tags)) < len(tags):
         parser.error(f'--temperatures repeat a temperature (as written in file names: {" ".join(tags)})')
+    if args.lr_consistency < 0:
+        parser.error(f'--lr_consistency must be >= 0, got {args.lr_consistency}')
     if args.gt and not args.grid:
         parser.error('--gt is only used by the picture grids: add --grid')
     if args.tile is not None:
@@ -174,11 +183,16 @@ def main(argv=None):
         lq = to_tensor(lq_img)
         samples = sample_image(net, lq, args.temperatures, args.num_samples, image_generator(args.seed, name),
                                args.tile, args.tile_overlap)
+        raw = samples  # non-finite pixels are counted before the projection (which would spread them)
+        if args.lr_consistency:
+            samples, before, after = project_samples(raw, lq, net.scale, args.lr_consistency)
+            tqdm.write(f'{name}: LR-PSNR {before:.2f} dB without, {after:.2f} dB with {args.lr_consistency} '
+                       'back-projection step(s)')
         sample_imgs = {key: to_image(sr) for key, sr in samples.items()}
         for (t, s), img in sample_imgs.items():
             out = osp.join(args.output, output_name(name, t, s))
             write_image(img, out)
-            bad = nonfinite_pixels(samples[(t, s)])
+            bad = nonfinite_pixels(raw[(t, s)])
             record_nonfinite(out, bad)
             if bad:
                 nonfinite[name, t] = nonfinite.get((name, t), 0) + bad

@@ -17,7 +17,9 @@ import functools
 import torch
 from basicsr.utils.matlab_functions import calculate_weights_indices
 
-__all__ = ['resize_matrix', 'downscale', 'back_project']
+from srflow_plugin.utils.image import to_image, to_tensor
+
+__all__ = ['resize_matrix', 'downscale', 'back_project', 'back_project_image', 'project_samples']
 
 
 @functools.lru_cache(maxsize=32)
@@ -90,15 +92,17 @@ def downscale(img, scale):
     x = _float(img)
     rows = _on(x, x.shape[-2], scale, 0)
     cols = _on(x, x.shape[-1], scale, 0)
-    return rows @ x @ cols.T
+    with torch.autocast(x.device.type, enabled=False):  # full precision also inside a mixed-precision region
+        return rows @ x @ cols.T
 
 
 @torch.no_grad()
 def back_project(sr, lr, scale, iterations=1):
     """SR images moved onto the HR images whose MATLAB-bicubic downscale is their LR image, staying in [0, 1].
 
-    Each iteration adds the pseudo-inverse of the downscale applied to the LR residual (the smallest change that makes
-    the downscale equal ``lr``) and clips to [0, 1]. Unclipped, one iteration is exact; clipping moves the image off
+    The SR images are first clipped to [0, 1] (as saving them would); then each iteration adds the pseudo-inverse of
+    the downscale applied to the LR residual (the smallest change that makes the downscale equal ``lr``) and clips to
+    [0, 1]. Unclipped, one iteration is exact; clipping moves the image off
     the set again by little, and further iterations reduce that.
 
     Args:
@@ -115,12 +119,43 @@ def back_project(sr, lr, scale, iterations=1):
         raise ValueError(f'Back-projection iterations must be a non-negative integer, got {iterations}.')
     if iterations == 0:
         return sr
-    x = _float(sr).clone()
+    x = _float(sr).clamp(0, 1)  # starts from the image that would be saved
     target = _float(lr).to(x.dtype)
     rows, cols = _on(x, x.shape[-2], scale, 0), _on(x, x.shape[-1], scale, 0)
     rows_inv, cols_inv = _on(x, x.shape[-2], scale, 1), _on(x, x.shape[-1], scale, 1)
-    for _ in range(int(iterations)):
-        residual = target - rows @ x @ cols.T
-        x += rows_inv @ residual @ cols_inv.T
-        x.clamp_(0, 1)
+    with torch.autocast(x.device.type, enabled=False):  # full precision also inside a mixed-precision region
+        for _ in range(int(iterations)):
+            residual = target - rows @ x @ cols.T
+            x += rows_inv @ residual @ cols_inv.T
+            x.clamp_(0, 1)
     return x.to(sr.dtype)
+
+
+def back_project_image(sr, lr, iterations):
+    """:func:`back_project` of one 8-bit image (HWC uint8 BGR, as read and written by srflow_plugin.utils.image),
+    returned as one: the scale is SR size / LR size."""
+    scale = sr.shape[0] // max(lr.shape[0], 1)
+    return to_image(back_project(to_tensor(sr), to_tensor(lr), scale, iterations))
+
+
+def project_samples(samples, lq, scale, iterations):
+    """Every sample of :func:`srflow_plugin.tools.sample.sample_image` projected onto its LR image, with the mean
+    LR-PSNR (SRFlow's definition, 8-bit images) before and after.
+
+    Args:
+        samples (dict[key, Tensor]): [1, C, H, W] SR images (CPU) by (temperature, sample).
+        lq (Tensor): Their LR image [1, C, H / scale, W / scale].
+        scale (int): Scale factor.
+        iterations (int): Back-projection steps.
+
+    Returns:
+        tuple: (projected samples, same keys; LR-PSNR before; LR-PSNR after), the LR-PSNRs averaged over the
+        samples (``inf`` where a sample is exactly consistent).
+    """
+    from srflow_plugin.metrics.lr_psnr import calculate_lr_psnr
+    lq = lq.cpu()
+    lq_img = to_image(lq)
+    projected = {key: back_project(sr.nan_to_num(), lq, scale, iterations) for key, sr in samples.items()}
+    before = [calculate_lr_psnr(to_image(sr), None, lq=lq_img) for sr in samples.values()]
+    after = [calculate_lr_psnr(to_image(sr), None, lq=lq_img) for sr in projected.values()]
+    return projected, sum(before) / len(before), sum(after) / len(after)
