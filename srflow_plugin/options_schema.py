@@ -323,6 +323,11 @@ SCHEMA = OrderedDict([
                              'is finite (srflow_plugin/utils/safe_sampling.py, docs/real-world.md); key '
                              '`repaired_t<heat>` counts the repaired pixels. false: samples as drawn (the '
                              'release).', boolean),
+        lr_consistency=Option(0, PLUGIN, 'Back-projection iterations (srflow_plugin/utils/lr_consistency.py). > 0: '
+                              'every sample is also measured after its projection onto the HR images whose '
+                              'MATLAB-bicubic downscale is its LR input, under the keys `<metric>_projected_t<tau>` '
+                              '(the unprojected keys stay); saved images are the unprojected samples. 0: off.',
+                              number(low=0, integer=True)),
         skip_missing_metrics=Option(False, PLUGIN, 'A metric whose backbone weights (LPIPS, FID) are missing is an '
                                     'error when the model is built; true: it is dropped with a warning instead.',
                                     boolean),

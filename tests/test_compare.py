@@ -93,8 +93,9 @@ def test_markdown_and_csv_tables_hold_the_rows(compared):
     md = open(osp.join(compared['out'], 'comparison.md')).read()
     assert md == compared['table']
     # no LPIPS here, so no LPIPS and no diversity (it is made of LPIPS maps) columns
-    assert md.splitlines()[0] == '| model | temperature | FID | PSNR | SSIM | LR-PSNR | images | samples |'
-    assert f"| SR | - | {compared['rows'][0]['fid']:.3f} | {compared['rows'][0]['psnr']:.2f} |" in md
+    assert md.splitlines()[0] == '| model | temperature | FID | KID | PSNR | SSIM | LR-PSNR | images | samples |'
+    sr = compared['rows'][0]
+    assert f"| SR | - | {sr['fid']:.3f} | {sr['kid']:.4f} | {sr['psnr']:.2f} |" in md
     with open(osp.join(compared['out'], 'comparison.csv')) as f:
         rows = list(csv.DictReader(f))
     assert [r['model'] for r in rows] == ['SR', 'Flow', 'Flow', 'Flow', 'Bicubic']

@@ -75,7 +75,32 @@ def test_fid_of_a_set_against_itself_is_zero_and_crop_border_crops():
     seen = []
     cropped = fid.FID(crop_border=2, feature_net=lambda x: seen.append(tuple(x.shape)) or colour_statistics(x))
     cropped.update(same[0], same[1])
+    assert len(cropped.sr_features) == 1 and len(cropped.gt_features) == 1  # reading the features measures them
     assert seen == [(1, 3, 8, 6), (1, 3, 8, 6)]
+
+
+def test_features_are_measured_in_batches_in_the_order_given_and_a_gt_seen_before_is_not_measured_again():
+    sr, gt = images(7, 3), images(7, 4)
+    calls = []
+    metric = fid.FID(feature_net=lambda x: calls.append(len(x)) or colour_statistics(x), batch_size=3)
+    for s, g in zip(sr, gt):
+        metric.update(s, g)
+    expected = np.stack([colour_statistics(fid._to_rgb_tensor(i)).numpy()[0] for i in sr])
+    assert np.allclose(np.stack(metric.sr_features), expected)
+    assert metric.owners == list(range(7)) and len(metric.gt_features) == 7
+    again = fid.FID(feature_net=metric.feature_net, batch_size=3)
+    calls.clear()
+    for s, g in zip(sr[:2], gt[:2]):
+        again.update(s, g)
+    assert np.allclose(np.stack(again.gt_features), np.stack(metric.gt_features)[:2])
+    assert len(again.sr_features) == 2 and sum(calls) == 2  # only the SR images: the GT features came from the cache
+
+
+def test_frechet_distance_by_gram_equals_the_square_root_form_also_with_fewer_images_than_features():
+    rng = np.random.default_rng(5)
+    for n, m, d in [(50, 60, 8), (40, 90, 128)]:
+        a, b = rng.standard_normal((n, d)), 1.3 * rng.standard_normal((m, d)) + 0.2
+        assert fid.frechet_distance_by_gram(a, b) == pytest.approx(fid.frechet_distance(a, b), rel=1e-6)
 
 
 def test_fid_without_gt_or_of_mismatched_shapes_is_an_error():

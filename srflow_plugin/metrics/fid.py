@@ -18,7 +18,8 @@ import torch
 from basicsr.metrics.fid import calculate_fid
 from basicsr.utils import img2tensor
 
-__all__ = ['FID', 'inception_weights_path', 'get_inception', 'frechet_distance', 'feature_statistics']
+__all__ = ['FID', 'InceptionFeatures', 'inception_weights_path', 'get_inception', 'frechet_distance',
+           'frechet_distance_by_gram', 'frechet_distance_from_gram', 'feature_statistics']
 
 INCEPTION_FILE = 'pt_inception-2015-12-05-6726825d.pth'
 _INCEPTIONS = {}  # device -> feature function, built once
@@ -78,6 +79,41 @@ def frechet_distance(features1, features2):
     return float(calculate_fid(mu1, np.atleast_2d(sigma1), mu2, np.atleast_2d(sigma2)))
 
 
+def frechet_distance_from_gram(g_xx, g_yy, g_xy, x_index=None, y_index=None):
+    """The Fréchet distance of :func:`frechet_distance` from the Gram matrices of the features (dot products within
+    X, within Y and between them), without a D x D matrix square root: cheap for many bootstrap resamples.
+
+    With centred features A (n, D) and B (m, D), the covariances are A^T A / (n - 1) and B^T B / (m - 1); the
+    non-zero eigenvalues of their product are the squared singular values of A B^T / sqrt((n - 1)(m - 1)), so
+    trace(sqrtm(S1 S2)) is the sum of those singular values (an (n, n) eigenproblem). Means, traces and A B^T all
+    follow from the Gram matrices. Equal to BasicSR's value up to rounding.
+
+    Args:
+        g_xx, g_yy, g_xy (ndarray): X X^T, Y Y^T and X Y^T.
+        x_index, y_index (ndarray | None): The members of X and Y to use (repeats allowed); default all.
+    """
+    x_index = np.arange(len(g_xx)) if x_index is None else np.asarray(x_index)
+    y_index = np.arange(len(g_yy)) if y_index is None else np.asarray(y_index)
+    n, m = len(x_index), len(y_index)
+    if n < 2 or m < 2:
+        raise ValueError(f'FID needs the features of at least 2 images per set, got {n} and {m}')
+    within_x, within_y = g_xx[np.ix_(x_index, x_index)], g_yy[np.ix_(y_index, y_index)]
+    between = g_xy[np.ix_(x_index, y_index)]
+    mean_term = within_x.mean() + within_y.mean() - 2 * between.mean()
+    trace_x = (np.trace(within_x) - n * within_x.mean()) / (n - 1)
+    trace_y = (np.trace(within_y) - m * within_y.mean()) / (m - 1)
+    cross = between - between.mean(0, keepdims=True) - between.mean(1, keepdims=True) + between.mean()
+    small = cross @ cross.T if n <= m else cross.T @ cross
+    root_trace = np.sqrt(np.clip(np.linalg.eigvalsh(small / ((n - 1) * (m - 1))), 0, None)).sum()
+    return float(mean_term + trace_x + trace_y - 2 * root_trace)
+
+
+def frechet_distance_by_gram(features1, features2):
+    """:func:`frechet_distance` computed by :func:`frechet_distance_from_gram`."""
+    x, y = np.asarray(features1, dtype=np.float64), np.asarray(features2, dtype=np.float64)
+    return frechet_distance_from_gram(x @ x.T, y @ y.T, x @ y.T)
+
+
 def _to_rgb_tensor(img):
     """HWC BGR uint8 (or float in [0, 255]) -> (1, 3, H, W) RGB in [0, 1]."""
     if img.ndim == 2:
@@ -85,46 +121,93 @@ def _to_rgb_tensor(img):
     return img2tensor(img.astype(np.float32) / 255., bgr2rgb=True, float32=True).unsqueeze(0)
 
 
-class FID:
-    """FID between all SR images given to :meth:`update` and their (distinct) GT images.
+class InceptionFeatures:
+    """The features of all SR images given to :meth:`update` and of their (distinct) GT images: what FID and KID are
+    computed from. Images are measured in batches of ``batch_size`` (of one shape), when a batch is full or the
+    features are read; each SR feature remembers its GT image (``owners``), so that a bootstrap can resample images.
 
     Args:
         crop_border (int): Pixels cropped from each edge before measuring. Default: 0.
         feature_net (callable | None): RGB (N, 3, H, W) in [0, 1] -> features (N, D). Default: BasicSR's FID
             Inception-v3 (pool features), see :func:`get_inception`.
         device (str | None): Device of the Inception network. Default: CUDA when available, else CPU.
+        batch_size (int): Images per call of the feature network. Default: 16.
     """
 
-    def __init__(self, crop_border=0, feature_net=None, device=None):
+    def __init__(self, crop_border=0, feature_net=None, device=None, batch_size=16):
         self.crop_border = int(crop_border)
         self.feature_net = feature_net if feature_net is not None else get_inception(device)
-        self.sr_features, self.gt_features = [], []
-        self._gt_seen = set()
+        self.batch_size = int(batch_size)
+        self.owners = []  # per SR image: index of its GT image in gt_features
+        self._sr, self._gt = [], []  # features measured so far
+        self._sr_pending, self._gt_pending = [], []  # (tensor, None) / (tensor, cache key) waiting for a batch
+        self._gt_index = {}  # GT key -> index
 
-    def _features(self, img):
+    def _tensor(self, img):
         if self.crop_border:
             c = self.crop_border
             img = img[c:-c, c:-c, ...]
+        return _to_rgb_tensor(img)
+
+    def _run(self, pending, out):
+        if not pending:
+            return
         with torch.no_grad():
-            return self.feature_net(_to_rgb_tensor(img)).detach().double().cpu().numpy().reshape(-1)
+            features = self.feature_net(torch.cat([t for t, _ in pending])).detach().double().cpu().numpy()
+        for (_, key), feature in zip(pending, features.reshape(len(pending), -1)):
+            if key is not None:
+                _GT_FEATURES[key] = feature
+            out.append(feature)
+        pending.clear()
+
+    def _queue(self, pending, out, tensor, key=None):
+        if pending and pending[0][0].shape != tensor.shape:
+            self._run(pending, out)
+        pending.append((tensor, key))
+        if len(pending) >= self.batch_size:
+            self._run(pending, out)
 
     def update(self, sr, gt, lq=None):
         """Adds one SR image (HWC BGR uint8) and its GT (same shape; counted once however often it comes)."""
         if gt is None:
-            raise ValueError('FID needs the GT image of every SR image')
+            raise ValueError(f'{type(self).__name__} needs the GT image of every SR image')
         if sr.shape != gt.shape:
-            raise ValueError(f'FID: SR shape {sr.shape} differs from GT shape {gt.shape}')
-        self.sr_features.append(self._features(sr))
+            raise ValueError(f'{type(self).__name__}: SR shape {sr.shape} differs from GT shape {gt.shape}')
         key = hashlib.sha1(np.ascontiguousarray(gt).tobytes()).hexdigest() + str(gt.shape)
-        if key not in self._gt_seen:
-            self._gt_seen.add(key)
+        if key not in self._gt_index:
+            self._gt_index[key] = len(self._gt_index)
             # GT images come again for every temperature and model: their features are computed once per network
             cache_key = (self.feature_net, self.crop_border, key)  # the key holds the network: its id stays unique
-            if cache_key not in _GT_FEATURES:
-                _GT_FEATURES[cache_key] = self._features(gt)
-            self.gt_features.append(_GT_FEATURES[cache_key])
+            if cache_key in _GT_FEATURES:
+                self._run(self._gt_pending, self._gt)  # keep the order of the GT features
+                self._gt.append(_GT_FEATURES[cache_key])
+            else:
+                self._queue(self._gt_pending, self._gt, self._tensor(gt), cache_key)
+        self.owners.append(self._gt_index[key])
+        self._queue(self._sr_pending, self._sr, self._tensor(sr))
+
+    @property
+    def sr_features(self):
+        """list[ndarray]: one feature vector per SR image, in the order given."""
+        self._run(self._sr_pending, self._sr)
+        return self._sr
+
+    @property
+    def gt_features(self):
+        """list[ndarray]: one feature vector per distinct GT image, in the order first given."""
+        self._run(self._gt_pending, self._gt)
+        return self._gt
+
+    def arrays(self):
+        """(SR features (N, D), GT features (M, D)) as float64 arrays (empty (0, 0) arrays when none)."""
+        return (np.stack(self.sr_features) if self.sr_features else np.zeros((0, 0)),
+                np.stack(self.gt_features) if self.gt_features else np.zeros((0, 0)))
+
+
+class FID(InceptionFeatures):
+    """FID between all SR images given to :meth:`update` and their (distinct) GT images (arguments: see
+    :class:`InceptionFeatures`)."""
 
     def compute(self):
         """The FID of everything added so far."""
-        return frechet_distance(np.stack(self.sr_features) if self.sr_features else np.zeros((0, 0)),
-                                np.stack(self.gt_features) if self.gt_features else np.zeros((0, 0)))
+        return frechet_distance(*self.arrays())

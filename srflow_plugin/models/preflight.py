@@ -58,12 +58,12 @@ def _fid_backbone(metric_opt):
 
 
 # metric type -> a check that its pretrained backbone is available (raises FileNotFoundError naming the file)
-BACKBONE_CHECKS = {'calculate_lpips': _lpips_backbone, 'FID': _fid_backbone}
+BACKBONE_CHECKS = {'calculate_lpips': _lpips_backbone, 'FID': _fid_backbone, 'KID': _fid_backbone}
 
 
 def check_metrics(opt):
     """Every ``val.metrics`` type must be registered (BasicSR's METRIC_REGISTRY or a dataset-level metric); the
-    pretrained backbone of LPIPS and FID must be on disk.
+    pretrained backbone of LPIPS, FID and KID must be on disk.
 
     With ``val.skip_missing_metrics: true`` a metric whose backbone is missing is removed from the options with a
     warning instead.

@@ -13,7 +13,9 @@ class with :func:`register_dataset_metric`; it is built once per heat, sees ever
 once (``compute``). Both give the key ``<name>_t<heat>``. A sample with non-finite pixels is counted (key
 ``nonfinite_t<heat>``, pixels summed over images and samples), warned about, and left out of every metric. With
 ``val.safe_sampling`` such samples are repaired first (:mod:`srflow_plugin.utils.safe_sampling`; key
-``repaired_t<heat>``: the bad pixels repaired).
+``repaired_t<heat>``: the bad pixels repaired). With ``val.lr_consistency: N`` every sample is also
+measured after N back-projection steps onto its LR input (:mod:`srflow_plugin.utils.lr_consistency`), under the
+keys ``<name>_projected_t<heat>``.
 """
 import inspect
 import os
@@ -32,6 +34,7 @@ from srflow_plugin.utils.paths import path_component
 from srflow_plugin.utils.safe_sampling import decode_safely
 from srflow_plugin.utils.sampling import (draw_noise, image_generator, image_name, output_name, sample_keys, scaled,
                                           temperature_tag)
+from srflow_plugin.utils.lr_consistency import back_project
 from srflow_plugin.utils.table import write_csv
 
 __all__ = ['DATASET_METRICS', 'register_dataset_metric', 'heat_suffix', 'validate']
@@ -52,6 +55,9 @@ def heat_suffix(heat):
     return f't{temperature_tag(heat)}'
 
 
+PROJECTED = '_projected'  # metric name suffix of the back-projected samples (val.lr_consistency)
+
+
 def _metric_options(opt):
     """name -> (options without ``better``, better)"""
     metrics = (opt.get('val') or {}).get('metrics') or {}
@@ -59,11 +65,19 @@ def _metric_options(opt):
                        for name, m in metrics.items())
 
 
+def _reported_names(opt):
+    """name -> better for every reported metric: each metric, then (val.lr_consistency > 0) its projected twin."""
+    names = OrderedDict((name, better) for name, (_, better) in _metric_options(opt).items())
+    if get_option(opt, 'val', 'lr_consistency'):
+        names.update((name + PROJECTED, better) for name, better in list(names.items()))
+    return names
+
+
 def _init_best_metric_results(model, dataset_name, heats):
     """As BaseModel's, with one record per metric and heat (and the NLL)."""
     better = {'nll': 'lower'}
     for heat in heats:
-        for name, (_, better_of) in _metric_options(model.opt).items():
+        for name, better_of in _reported_names(model.opt).items():
             better[f'{name}_{heat_suffix(heat)}'] = better_of
         better[f'nonfinite_{heat_suffix(heat)}'] = 'lower'
         better[f'repaired_{heat_suffix(heat)}'] = 'lower'
@@ -114,12 +128,15 @@ def validate(model, net, dataloader, current_iter, tb_logger, save_img, nll_cons
     precompute = get_option(opt, 'val', 'precompute_condition')
     amp = get_option(opt, 'val', 'amp')  # mixed precision for the encoder and the affine sub-networks
     safe = get_option(opt, 'val', 'safe_sampling')
+    projection = int(get_option(opt, 'val', 'lr_consistency'))
+    variants = ['', PROJECTED] if projection else ['']
     metrics = _metric_options(opt)
     logger = get_root_logger()
     _init_best_metric_results(model, dataset_name, heats)
 
-    dataset_metrics = {(name, heat): DATASET_METRICS[m['type']](**{k: v for k, v in m.items() if k != 'type'})
-                       for name, (m, _) in metrics.items() if m['type'] in DATASET_METRICS for heat in heats}
+    dataset_metrics = {(name + variant, heat): DATASET_METRICS[m['type']](**{k: v for k, v in m.items() if k != 'type'})
+                       for name, (m, _) in metrics.items() if m['type'] in DATASET_METRICS for heat in heats
+                       for variant in variants}
     rows = []  # one per image and heat, for the CSV
     sums, counts = OrderedDict(), OrderedDict()
     nonfinite = OrderedDict()  # heat -> pixels
@@ -162,12 +179,16 @@ def validate(model, net, dataloader, current_iter, tb_logger, save_img, nll_cons
                         logger.warning(f'Validation {dataset_name}, image {name}, heat {heat:g}, sample {sample}: '
                                        f'{bad} non-finite pixels; this sample is left out of the metrics.')
                         continue
-                    for metric, (metric_opt, _) in metrics.items():
-                        if metric_opt['type'] in DATASET_METRICS:
-                            dataset_metrics[metric, heat].update(sr_img, gt_img if gt is not None else None, lq_img)
-                        elif gt is not None:
-                            value = float(calculate_metric(dict(img=sr_img, img2=gt_img, lq=lq_img), metric_opt))
-                            heat_values.setdefault(metric, []).append(value)
+                    for variant in variants:
+                        if variant:
+                            sr_img = to_image(back_project(model.output, lq, net.scale, projection))
+                        for metric, (metric_opt, _) in metrics.items():
+                            if metric_opt['type'] in DATASET_METRICS:
+                                dataset_metrics[metric + variant, heat].update(sr_img, gt_img if gt is not None
+                                                                               else None, lq_img)
+                            elif gt is not None:
+                                value = float(calculate_metric(dict(img=sr_img, img2=gt_img, lq=lq_img), metric_opt))
+                                heat_values.setdefault(metric + variant, []).append(value)
                 row = OrderedDict(image=name, heat=heat)
                 for metric, values in heat_values.items():
                     row[metric] = sum(values) / len(values)
@@ -207,7 +228,7 @@ def validate(model, net, dataloader, current_iter, tb_logger, save_img, nll_cons
 
 def _log(model, dataset_name, current_iter, heats, tb_logger):
     results, best = model.metric_results, model.best_metric_results[dataset_name]
-    names = list(_metric_options(model.opt))
+    names = list(_reported_names(model.opt))
     lines = [f'Validation {dataset_name}, iter {current_iter}']
     if 'nll' in results:
         lines.append(f'\t # nll: {results["nll"]:.4f} bits/dim ({getattr(model, "nll_scale", "continuous density")})'

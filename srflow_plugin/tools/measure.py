@@ -1,7 +1,7 @@
-"""Measure SR results: PSNR, SSIM, LPIPS, LR-PSNR, the NTIRE diversity score and FID.
+"""Measure SR results: PSNR, SSIM, LPIPS, LR-PSNR, the NTIRE diversity score, FID and KID.
 
     srflow-measure --sr results/SRFlow_x4 --gt datasets/DIV2K/DIV2K_valid_HR \\
-        --lr datasets/DIV2K/DIV2K_valid_LR_bicubic/X4 [--temperature 0.9] [--crop_border 0] [--no_lpips] [--fid]
+        --lr datasets/DIV2K/DIV2K_valid_LR_bicubic/X4 [--temperature 0.9] [--crop_border 0] [--no_lpips] [--fid] [--kid]
 
 Naming rule. Every GT image ``<stem>.<ext>`` owns the SR images (searched recursively in --sr) whose
 file stem is ``<stem>`` or starts with ``<stem>_``: ``0801.png``, ``0801_sample03.png``,
@@ -21,6 +21,10 @@ Per image, every metric is the mean over its SR samples; the diversity score nee
 The mean row averages the per-image values (an ``inf`` PSNR of identical images makes the mean inf).
 ``--fid`` adds FID to the mean row only: it is dataset-level, between all measured SR samples and the set of GT
 images (each counted once), with BasicSR's Inception-v3 (:mod:`srflow_plugin.metrics.fid` says where its weights go).
+``--lr_consistency N`` also measures every sample after N back-projection steps onto its LR input
+(:mod:`srflow_plugin.utils.lr_consistency`: the HR images whose MATLAB-bicubic downscale is the LR image), in the
+columns PSNR / SSIM / LPIPS / LR-PSNR "(projected)", beside the unprojected ones.
+``--kid`` adds KID (:mod:`srflow_plugin.metrics.kid`: unbiased, so meaningful for small sets) from the same features.
 If the GT is larger than the SR output by less than the scale (GT sizes that are not a multiple of
 the scale), the GT is cropped at the bottom/right to the SR size, as NTIRE does.
 
@@ -39,9 +43,13 @@ import torch
 
 import srflow_plugin  # noqa: F401  (before basicsr: installs the torchvision shim)
 from basicsr.metrics.psnr_ssim import calculate_psnr, calculate_ssim
-from srflow_plugin.metrics import FID, calculate_lr_psnr, diversity_score, get_lpips_model, lpips_distance
+from srflow_plugin.metrics import (InceptionFeatures, calculate_lr_psnr, diversity_score, get_lpips_model,
+                                   kernel_distance, lpips_distance)
+from srflow_plugin.metrics.bootstrap import bootstrap_values
+from srflow_plugin.metrics.fid import frechet_distance
 from srflow_plugin.tools.command import HelpFormatter, add_device_argument, console_command, resolve_device
 from srflow_plugin.utils.image import crop_gt_to_sr, images_in, is_image_file, read_image, read_nonfinite, to_tensor
+from srflow_plugin.utils.lr_consistency import back_project_image
 from srflow_plugin.utils.paths import check_outputs
 from srflow_plugin.utils.sampling import run_tag_of, temperature_of, temperature_tag
 from srflow_plugin.utils.table import write_csv as write_table
@@ -59,7 +67,12 @@ COLUMNS = {
     'lr_psnr': ('LR-PSNR (LR input)', 2),
     'lr_psnr_gt': ('LR-PSNR (NTIRE, downscaled GT)', 2),
     'diversity': ('diversity', 2),
+    'psnr_projected': ('PSNR (projected)', 2),
+    'ssim_projected': ('SSIM (projected)', 4),
+    'lpips_projected': ('LPIPS (projected)', 4),
+    'lr_psnr_projected': ('LR-PSNR (projected)', 2),
     'fid': ('FID (all samples)', 3),
+    'kid': ('KID (all samples)', 4),
 }
 
 
@@ -147,7 +160,11 @@ def find_lr(lr_paths, stem):
     return None
 
 
-def measure_image(samples, gt, lq=None, scale=None, crop_border=0, use_lpips=True, names=('sr', 'gt'), device=None):
+PROJECTED_KEYS = ('psnr', 'ssim', 'lpips', 'lr_psnr')  # measured again after back-projection (lr_consistency)
+
+
+def measure_image(samples, gt, lq=None, scale=None, crop_border=0, use_lpips=True, names=('sr', 'gt'),
+                  lr_consistency=0, device=None):
     """Metrics of the SR samples of one image, averaged over the samples.
 
     Args:
@@ -160,10 +177,12 @@ def measure_image(samples, gt, lq=None, scale=None, crop_border=0, use_lpips=Tru
         use_lpips (bool): Compute LPIPS and, for >= 2 samples, the diversity score. Default: True.
         names (tuple[str]): SR and GT names for error messages.
         device (str | torch.device | None): Where LPIPS runs. Default: CUDA when available, else the CPU.
+        lr_consistency (int): Back-projection steps; > 0 (with lq) adds ``<key>_projected`` for the keys of
+            PROJECTED_KEYS, measured on the projected samples. Default: 0.
 
     Returns:
         dict: psnr, ssim, psnr_y, ssim_y, samples, and when available lpips, lr_psnr, lr_psnr_gt,
-        diversity.
+        diversity, <key>_projected.
     """
     shape = samples[0].shape
     for img in samples:
@@ -206,6 +225,10 @@ def measure_image(samples, gt, lq=None, scale=None, crop_border=0, use_lpips=Tru
         row['lpips'] = float(np.mean(values))
         if maps:
             row['diversity'] = diversity_score(torch.stack(maps))
+    if lr_consistency and lq is not None:
+        projected = measure_image([back_project_image(sr, lq, lr_consistency) for sr in samples], gt, lq, scale,
+                                  crop_border, use_lpips, names)
+        row.update((f'{key}_projected', projected[key]) for key in PROJECTED_KEYS if key in projected)
     return row
 
 
@@ -233,6 +256,10 @@ def measure(sr_folder,
             temperature=None,
             fid=False,
             fid_features=None,
+            kid=False,
+            bootstrap=0,
+            bootstrap_seed=0,
+            lr_consistency=0,
             device=None):
     """Measure a folder of SR results against GT (and LR) images.
 
@@ -243,15 +270,23 @@ def measure(sr_folder,
         scale (int | None): Scale factor, required when lr_folder is None (for NTIRE's LR-PSNR).
         crop_border (int): Border cropped for PSNR, SSIM and LPIPS'mean').
         fid (bool): Also FID over all measured samples, in the mean row (key 'fid'). Default: False.
-        fid_features (callable | None): FID's feature network (default: BasicSR's Inception-v3).
-        device (str | torch.device | None): Where LPIPS and FID run. Default: CUDA when available, else the CPU.
+        fid_features (callable | None): FID's (and KID's) feature network (default: BasicSR's Inception-v3).
+        device (str | torch.device | None): Where LPIPS, FID and KID run. Default: CUDA when available, else the CPU.
+        kid (bool): Also KID from the same features, in the mean row (key 'kid'). Default: False.
+        bootstrap (int): Resamples of the images for spreads: the mean row gets 'bootstrap', a dict metric ->
+            (bootstrap,) values (:mod:`srflow_plugin.metrics.bootstrap`). Default: 0 (none).
+        bootstrap_seed (int): Seed of the resamples (the same for every folder measured on one GT set). Default: 0.
+        lr_consistency (int): Also measure every sample after this many back-projection steps onto its LR image
+            (columns ``<key>_projected``; needs lr_folder). Default: 0 (off).
     """
     if lr_folder is None and scale is None:
         raise ValueError('Give the LR folder (lr_folder / --lr) or the scale (scale / --scale).')
+    if lr_consistency and lr_folder is None:
+        raise ValueError('--lr_consistency projects the samples onto their LR images: give the LR folder (--lr).')
     if use_lpips:
         get_lpips_model(device=device)  # fail now, not after the PSNRs, when the backbone weights are missing
-    # fails now without the Inception weights
-    fid_metric = FID(crop_border, feature_net=fid_features, device=device) if fid else None
+    # fails now without Inception weights
+    features = InceptionFeatures(crop_border, feature_net=fid_features, device=device) if fid or kid else None
     gt_paths = {_stem(p): p for p in images_in(gt_folder)}
     nonfinite = read_nonfinite(sr_folder)
     groups = select_temperature(group_samples(images_in(sr_folder, recursive=True), gt_paths), temperature)
@@ -295,17 +330,29 @@ def measure(sr_folder,
                           crop_border=crop_border,
                           use_lpips=use_lpips,
                           names=(sr_paths[0], gt_paths[stem]),
+                          lr_consistency=lr_consistency,
                           device=device))
-        if fid_metric is not None:  # measure_image checked the shapes: the GT is cropped as there
+        if features is not None:  # measure_image checked the shapes: the GT is cropped as there
             for sr in samples:
-                fid_metric.update(sr, gt[:sr.shape[0], :sr.shape[1]])
+                features.update(sr, gt[:sr.shape[0], :sr.shape[1]])
         rows.append(row)
         if verbose:
             print(f"{stem}: {row['samples']} sample(s), PSNR {row['psnr']:.2f}"
                   + (f", LPIPS {row['lpips']:.4f}" if 'lpips' in row else ''))
     mean = mean_row(rows)
-    if fid_metric is not None:
-        mean['fid'] = fid_metric.compute()
+    if fid:
+        mean['fid'] = frechet_distance(*features.arrays())
+    if kid:
+        mean['kid'] = kernel_distance(*features.arrays())[0]
+    if bootstrap:
+        measured = [r for r in rows if r['samples']]
+        keys = [k for k in ('psnr', 'ssim', 'lpips', 'lr_psnr') if all(k in r for r in measured)]
+        mean['bootstrap'] = bootstrap_values({k: [r[k] for r in measured] for k in keys}, features, bootstrap,
+                                             bootstrap_seed)
+        if not fid:
+            mean['bootstrap'].pop('fid', None)
+        if not kid:
+            mean['bootstrap'].pop('kid', None)
     return rows + [mean]
 
 
@@ -355,12 +402,20 @@ def parse_args(argv=None):
     parser.add_argument('--crop_border', type=int, default=0, help='Border excluded from PSNR/SSIM/LPIPS')
     parser.add_argument('--no_lpips', action='store_true', help='Skip LPIPS and diversity (no AlexNet weights).')
     parser.add_argument('--fid', action='store_true', help='Also FID over all samples (needs the Inception weights).')
-    add_device_argument(parser, 'LPIPS and FID')
+    add_device_argument(parser, 'LPIPS, FID and KID')
+    parser.add_argument('--lr_consistency', type=int, default=0, metavar='N',
+                        help='Also measure every sample after N back-projection steps onto its LR image (needs --lr; '
+                        'e.g. 2). Default: 0 (off)')
+    parser.add_argument('--kid', action='store_true', help='Also KID over all samples (same Inception features).')
     parser.add_argument('--csv', default=None, help='CSV output')
     parser.add_argument('--md', default=None, help='Markdown table output')
     args = parser.parse_args(argv)
     if args.lr is None and args.scale is None:
         parser.error('give --lr or --scale')
+    if args.lr_consistency < 0:
+        parser.error(f'--lr_consistency must be >= 0, got {args.lr_consistency}')
+    if args.lr_consistency and args.lr is None:
+        parser.error('--lr_consistency projects the samples onto their LR images: give --lr')
     return args
 
 
@@ -379,7 +434,8 @@ def main(argv=None):
         if is_image_file(path):
             raise ValueError(f'{option} {path}: a report with an image extension would be read as an SR sample.')
     rows = measure(args.sr, args.gt, args.lr, args.scale, args.crop_border, use_lpips=not args.no_lpips,
-                   temperature=args.temperature, fid=args.fid, device=device)
+                   temperature=args.temperature, fid=args.fid, kid=args.kid, lr_consistency=args.lr_consistency,
+                   device=device)
     write_csv(rows, csv_path)
     table = format_markdown(rows)
     with open(md_path, 'w') as f:

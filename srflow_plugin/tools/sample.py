@@ -2,7 +2,7 @@
 
     srflow-sample -i <image or folder> -c <checkpoint.pth> -o <out folder> [--opt train.yml]
         [--temperatures 0 0.8 0.9] [--num_samples 3] [--seed 0] [--device auto|cpu|cuda]
-        [--tile 128 --tile_overlap 32] [--grid [--gt <folder or image>] [--grid_dir <folder>]]
+        [--tile 128 --tile_overlap 32] [--grid [--gt <folder or image>] [--grid_dir <folder>]] [--lr_consistency N]
 
 Outputs ``<out>/<image>_t<temperature>_s<sample>.png`` (sample counted from 0), where ``<image>`` is the input's
 file stem without a DIV2K-style ``x<scale>`` suffix (``0801x4.png`` -> ``0801``; only after a digit, so ``box4.png``
@@ -15,6 +15,10 @@ change the results either as long as ``--tile_overlap >= needed_overlap(net)`` (
 smaller overlap trades exactness at the tile seams for speed. Grids go to ``<out>_grids`` by default (outside
 ``<out>``, where srflow-measure would take them for samples). Names and seeds follow
 :mod:`srflow_plugin.utils.sampling`, as validation's do: the same seed gives the same picture in both.
+
+``--lr_consistency N`` writes every sample after N back-projection steps onto its LR input
+(:mod:`srflow_plugin.utils.lr_consistency`: the HR images whose MATLAB-bicubic downscale is the LR image) and prints
+the LR-PSNR before and after; ``srflow-measure --lr_consistency N`` measures unprojected samples both ways.
 
 Checked before any sampling: the temperatures are finite, every input image can be read (and is at least 2x2), the
 output folders neither are, contain nor lie inside the input or the GT, nor inside each other
@@ -43,6 +47,7 @@ from srflow_plugin.utils.paths import check_outputs
 from srflow_plugin.utils.image import (IMG_EXTENSIONS, NONFINITE_REPORT, check_writable, crop_gt_to_sr, list_images,
                                        nonfinite_pixels, read_image, record_nonfinite, to_image, to_tensor, write_image)
 from srflow_plugin.utils.safe_sampling import decode_safely, repair_summary
+from srflow_plugin.utils.lr_consistency import project_samples
 from srflow_plugin.utils.sampling import (draw_noise, image_generator, output_name, output_names, sample_keys, scaled,
                                           temperature_tag)
 
@@ -194,6 +199,8 @@ def parse_args(argv=None):
     parser.add_argument('--safe_sampling', action='store_true', help='repair samples with non-finite or far '
                         'out-of-range pixels by redrawing the latents of that region at a lower temperature '
                         '(srflow_plugin.utils.safe_sampling); off: samples as drawn')
+    parser.add_argument('--lr_consistency', type=int, default=0, metavar='N', help='back-projection steps onto the '
+                        'LR input for every sample (e.g. 2); 0: off')
     args = parser.parse_args(argv)
     if args.num_samples < 1:
         parser.error(f'--num_samples must be >= 1, got {args.num_samples}')
@@ -202,6 +209,8 @@ def parse_args(argv=None):
     tags = [temperature_tag(t) for t in args.temperatures]
     if len(set(tags)) < len(tags):
         parser.error(f'--temperatures repeat a temperature (as written in file names: {" ".join(tags)})')
+    if args.lr_consistency < 0:
+        parser.error(f'--lr_consistency must be >= 0, got {args.lr_consistency}')
     if args.gt and not args.grid:
         parser.error('--gt is only used by the picture grids: add --grid')
     if args.tile is not None:
@@ -234,19 +243,29 @@ def main(argv=None):
         lq = to_tensor(lq_img)
         sample_imgs = {}  # 8-bit samples of this image, kept for its grid only
         image_repairs = {}
+        lr_psnrs = []  # (before, after) of every sample, with --lr_consistency
         for (t, s), sr in iter_samples(net, lq, args.temperatures, args.num_samples, image_generator(args.seed, name),
                                        args.tile, args.tile_overlap, args.safe_sampling, image_repairs):
+            raw = sr  # non-finite pixels are counted before the projection (which would spread them)
+            if args.lr_consistency:
+                projected, before, after = project_samples({(t, s): sr}, lq, net.scale, args.lr_consistency)
+                sr = projected[t, s]
+                lr_psnrs.append((before, after))
             img = to_image(sr)
             if args.grid:
                 sample_imgs[t, s] = img
             out = osp.join(args.output, output_name(name, t, s))
             write_image(img, out)
-            bad = nonfinite_pixels(sr)
+            bad = nonfinite_pixels(raw)
             record_nonfinite(out, bad)
             if bad:
                 nonfinite[name, t] = nonfinite.get((name, t), 0) + bad
             written.append(out)
         repairs += image_repairs.values()
+        if lr_psnrs:
+            before, after = (sum(v) / len(v) for v in zip(*lr_psnrs))
+            tqdm.write(f'{name}: LR-PSNR {before:.2f} dB without, {after:.2f} dB with {args.lr_consistency} '
+                       'back-projection step(s)')
         for t in args.temperatures:
             if (name, float(t)) in nonfinite:
                 tqdm.write(f'Warning: {name} at temperature {t:g}: {nonfinite[name, float(t)]} non-finite pixels '
