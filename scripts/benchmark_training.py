@@ -142,7 +142,15 @@ def saved_activations(args):
 
 
 def measure(args, path, batch, steps, grad_file=None, may_run_out=False):
-    """:func:`run_path` in a fresh process; its result, or None when it ran out of memory and ``may_run_out``."""
+    """:func:`run_path` in a fresh process (in this one with ``--in_process``); its result, or None when it ran out
+    of memory and ``may_run_out``."""
+    if args.in_process:
+        queue = queues.Queue()
+        run_path(args, path, batch, steps, grad_file, queue)
+        result = queue.get()
+        if result['out_of_memory'] and not may_run_out:
+            raise SystemExit(f'the {path} run (batch {batch}) failed: ran out of memory')
+        return None if result['out_of_memory'] else result
     context = mp.get_context('spawn')
     queue = context.Queue()
     process = context.Process(target=run_path, args=(args, path, batch, steps, grad_file, queue))
@@ -226,6 +234,9 @@ def main(argv=None):
     parser.add_argument('--keep_freed_memory', action='store_true',
                         help='time the steps as srflow-train runs them: freed memory kept for reuse (no page faults); '
                         'the memory columns then show what the allocator keeps, not the live tensors')
+    parser.add_argument('--in_process', action='store_true',
+                        help='every path in this process, one after the other (fast start; the peaks are then not '
+                        'each path\'s own): for dry runs')
     parser.add_argument('--threads', type=int, default=torch.get_num_threads())
     parser.add_argument('--device', default='cpu')
     args = parser.parse_args(argv)
@@ -239,7 +250,8 @@ def main(argv=None):
 
     print(f'{args.preset}, batch {args.batch} x {args.patch}x{args.patch} GT, encoder '
           f'{"frozen" if args.frozen_encoder else "trained"}, {args.threads} threads on {args.device}; '
-          'one process per path' + ('; freed memory kept' if args.keep_freed_memory else ''))
+          + ('all paths in one process' if args.in_process else 'one process per path')
+          + ('; freed memory kept' if args.keep_freed_memory else ''))
     if args.activations_only:
         sizes = saved_activations(args)
         for path, size in sizes.items():
@@ -286,8 +298,8 @@ def main(argv=None):
                   'per sample)')
 
     if args.largest_batch is not None:
-        print(f'  largest batch whose training step runs on {args.device} (tried up to {args.largest_batch}, one '
-              'process per try):')
+        print(f'  largest batch whose training step runs on {args.device} (tried up to {args.largest_batch}'
+              + ('):' if args.in_process else ', one process per try):'))
         for path in [p for p in ('plain', 'memory_saving') if p in results]:
             fits, fails, tries = largest_batch(args, path, results[path], args.largest_batch)
             bound = (f'{fails} did not fit' if fails is not None else

@@ -90,7 +90,7 @@ cuda_tests() {
 if [ $DRY_RUN = 1 ]; then
     LIMIT_FACTOR=5  # the limits keep a GPU run within 8 minutes; a shared CPU may take longer for the tiny run
     DEVICE=cpu
-    TRAIN=(--preset tiny --batch 2 --patch 32 --steps 1 --largest_batch 2 --threads 2)
+    TRAIN=(--preset tiny --batch 2 --patch 32 --steps 1 --largest_batch 2 --threads 2 --in_process)
     SAMPLE=(--preset tiny --lr_size 8 --samples 2 --repeat 1)
 else
     LIMIT_FACTOR=1
