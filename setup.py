@@ -90,6 +90,7 @@ setup(
     python_requires='>=3.9',  # math.lcm
     packages=find_packages(include=['srflow_plugin', 'srflow_plugin.*']),
     py_modules=['srflow_plugin_boot'],
+    package_data={'srflow_plugin': ['pretrained/*.pth']},  # the built-in model (docs/model-card.md)
     cmdclass={
         'build_py': BuildWithStartupHook,
         'editable_wheel': EditableWithStartupHook,

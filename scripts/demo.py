@@ -8,7 +8,8 @@ Nothing is downloaded. The demo
     LR x4 images and LMDBs with srflow-prepare-data (the validation photo, the cat, is never trained on);
  2. writes an option file and trains through BasicSR's real training pipeline (python -m srflow_plugin.train);
  3. measures NLL, PSNR and LR-PSNR (tau = 0) on the validation image for the untrained network (ActNorm
-    initialised on a training batch) and for the trained one, and prints both;
+    initialised on a training batch) and for the trained one, and prints both beside MATLAB bicubic and the
+    package's built-in model (docs/model-card.md; the cat is one of its held-out photos);
  4. saves demo_grid.png: LR (nearest), bicubic, tau = 0, three samples at tau = 0.8, GT.
 Outputs go to demo_output/ (experiments/, results of the run, summary.json, demo_grid.png).
 """
@@ -34,7 +35,8 @@ from basicsr.data import build_dataset
 from basicsr.metrics import calculate_psnr
 from basicsr.utils import set_random_seed
 from srflow_plugin.losses import FlowNLLLoss
-from srflow_plugin.metrics import calculate_lr_psnr
+from srflow_plugin.metrics import bicubic_upscale_matlab, calculate_lr_psnr
+from srflow_plugin.pretrained import builtin_checkpoint
 from srflow_plugin.tools.grid import bicubic_upscale, make_grid, nearest_upscale
 from srflow_plugin.tools.prepare_data import prepare
 from srflow_plugin.tools.sample import sample_image
@@ -121,6 +123,11 @@ def read_pair(val):
     return read_image(osp.join(val['lr'][SCALE], name)), read_image(osp.join(val['gt'], name))
 
 
+def image_scores(sr, lq, gt):
+    return {'psnr': float(calculate_psnr(sr, gt, crop_border=SCALE)),
+            'lr_psnr': float(calculate_lr_psnr(sr, gt, lq=lq, crop_border=0))}
+
+
 @torch.no_grad()
 def evaluate(net, lq, gt):
     """NLL (bits/dim, with the 8-bit dequantisation constant), PSNR and LR-PSNR of the tau = 0 output."""
@@ -129,11 +136,7 @@ def evaluate(net, lq, gt):
     cond = net.condition(lq_t)
     nll = FlowNLLLoss(quantization=QUANTIZATION)(net.encode(gt_t, cond=cond)[1]).item()
     sr = to_image(net.decode(cond=cond, temperature=0.0))
-    return {
-        'nll': nll,
-        'psnr': float(calculate_psnr(sr, gt, crop_border=SCALE)),
-        'lr_psnr': float(calculate_lr_psnr(sr, gt, lq=lq, crop_border=0)),
-    }
+    return {'nll': nll, **image_scores(sr, lq, gt)}
 
 
 def untrained_network(opt):
@@ -214,13 +217,19 @@ def main(argv=None):
     print('[3/4] Evaluating on the validation photo (never trained on) ...', flush=True)
     net = load_srflow(checkpoint, opt)
     end = evaluate(net, lq, gt)
+    bicubic = image_scores(bicubic_upscale_matlab(lq, SCALE), lq, gt)
+    builtin = evaluate(load_srflow(builtin_checkpoint()), lq, gt)
     print(f"{'':>8s} {'NLL (bits/dim)':>15s} {'PSNR tau=0':>11s} {'LR-PSNR tau=0':>14s}")
-    for label, values in (('start', start), ('end', end)):
-        print(f"{label:>8s} {values['nll']:15.3f} {values['psnr']:11.2f} {values['lr_psnr']:14.2f}")
+    for label, values in (('start', start), ('end', end), ('bicubic', bicubic), ('built-in', builtin)):
+        nll = f"{values['nll']:15.3f}" if 'nll' in values else f"{'-':>15s}"
+        print(f"{label:>8s} {nll} {values['psnr']:11.2f} {values['lr_psnr']:14.2f}")
+    print('      (start/end: the model trained here; bicubic: MATLAB bicubic of the same LR image; built-in: the '
+          'model srflow-sample uses without -c)')
 
     grid = osp.join(out_dir, 'demo_grid.png')
     picture_grid(net, lq, gt, grid)
-    summary = {'iterations': iters, 'start': start, 'end': end, 'grid': grid, 'checkpoint': checkpoint,
+    summary = {'iterations': iters, 'start': start, 'end': end, 'bicubic': bicubic, 'builtin': builtin,
+               'grid': grid, 'checkpoint': checkpoint,
                'experiment': exp_dir, 'options': yml}
     with open(osp.join(out_dir, 'summary.json'), 'w') as f:
         json.dump(summary, f, indent=2)

@@ -11,6 +11,8 @@ import pytest
 from helpers_train import REPO, subprocess_env
 from srflow_plugin.tools.grid import GAP, label_height, tile_origin
 
+BICUBIC_CAT_PSNR = 26.866  # MATLAB bicubic x4 of the demo's cat crop (its LR is MATLAB bicubic too), crop border 4
+
 
 @pytest.fixture(scope='module')
 def demo(tmp_path_factory):
@@ -55,3 +57,14 @@ def test_demo_tells_where_the_training_log_is_and_shows_progress(demo):
     out, _, stdout = demo
     assert f'log: {out / "train_output.log"}' in stdout
     assert 'iteration 20/20' in stdout  # the last iteration BasicSR's log reached
+
+
+def test_demo_prints_bicubic_and_the_builtin_model_beside_the_trained_one(demo):
+    _, summary, stdout = demo
+    bicubic, builtin = summary['bicubic'], summary['builtin']
+    assert set(bicubic) == {'psnr', 'lr_psnr'} and set(builtin) == {'nll', 'psnr', 'lr_psnr'}
+    assert bicubic['psnr'] == pytest.approx(BICUBIC_CAT_PSNR, abs=0.01)  # MATLAB bicubic: the same on every machine
+    assert builtin['psnr'] > bicubic['psnr'] + 0.3  # the cat is one of the built-in model's held-out photos
+    rows = [line.split()[0] for line in stdout.splitlines()
+            if line.strip().startswith(('start ', 'end ', 'bicubic ', 'built-in '))]
+    assert rows == ['start', 'end', 'bicubic', 'built-in']

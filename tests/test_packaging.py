@@ -83,18 +83,32 @@ def test_help_names_the_console_command_and_shows_defaults(name, capsys):
             '(default: 3)' in text
 
 
+def build_wheel(tmp_path, hook):
+    """Copies the source tree (without outputs and data) and builds the wheel ``build_meta.<hook>`` makes; returns
+    (source folder, wheel path)."""
+    source = tmp_path / 'src'
+    outputs = ('.git', '__pycache__', '*.egg-info', 'build', 'docs', 'experiments', 'results', 'demo_output',
+               'datasets')
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(*outputs))
+    build = subprocess.run([sys.executable, '-c', 'import sys; from setuptools import build_meta; '
+                            f'build_meta.{hook}(sys.argv[1])', str(tmp_path / 'wheel')], cwd=str(source),
+                           capture_output=True, text=True, timeout=300)
+    assert build.returncode == 0, build.stderr[-3000:]
+    return source, glob.glob(str(tmp_path / 'wheel' / '*.whl'))[0]
+
+
+def test_a_regular_install_contains_the_builtin_model(tmp_path):
+    """The wheel ``pip install .`` installs holds srflow_plugin/pretrained/srflow_builtin_x4.pth, byte for byte."""
+    _, wheel = build_wheel(tmp_path, 'build_wheel')
+    with zipfile.ZipFile(wheel) as archive:
+        shipped = archive.read('srflow_plugin/pretrained/srflow_builtin_x4.pth')
+    assert shipped == open(osp.join(REPO, 'srflow_plugin', 'pretrained', 'srflow_builtin_x4.pth'), 'rb').read()
+
+
 def test_an_editable_install_also_gets_the_startup_hook(tmp_path):
     """Builds the editable wheel ``pip install -e .`` would install, puts it in a fresh site folder and starts a
     Python without the system site-packages there: the hook of srflow_plugin_boot must be installed at start-up."""
-    source = tmp_path / 'src'
-    ignored = shutil.ignore_patterns('.git', '__pycache__', '*.egg-info', 'build', 'docs', 'experiments', 'results',
-                                     'demo_output')
-    shutil.copytree(REPO, source, ignore=ignored)
-    build = subprocess.run([sys.executable, '-c', 'import sys; from setuptools import build_meta; '
-                            'build_meta.build_editable(sys.argv[1])', str(tmp_path / 'wheel')], cwd=str(source),
-                           capture_output=True, text=True, timeout=300)
-    assert build.returncode == 0, build.stderr[-3000:]
-    wheel = glob.glob(str(tmp_path / 'wheel' / '*.whl'))[0]
+    source, wheel = build_wheel(tmp_path, 'build_editable')
     with zipfile.ZipFile(wheel) as archive:
         assert archive.read('srflow_plugin.pth') == open(osp.join(REPO, 'srflow_plugin.pth'), 'rb').read()
         archive.extractall(tmp_path / 'site')

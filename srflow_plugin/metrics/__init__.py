@@ -5,10 +5,10 @@ from .diversity import diversity_score
 from .fid import FID, InceptionFeatures, frechet_distance, inception_weights_path
 from .kid import KID, kernel_distance
 from .lpips_metric import backbone_weights_path, calculate_lpips, get_lpips_model, lpips_distance
-from .lr_psnr import bicubic_downscale, calculate_lr_psnr
+from .lr_psnr import bicubic_downscale, bicubic_upscale_matlab, calculate_lr_psnr
 
 __all__ = [
-    'calculate_lr_psnr', 'bicubic_downscale', 'calculate_lpips', 'lpips_distance', 'get_lpips_model',
-    'backbone_weights_path', 'diversity_score', 'FID', 'frechet_distance', 'inception_weights_path',
+    'calculate_lr_psnr', 'bicubic_downscale', 'bicubic_upscale_matlab', 'calculate_lpips', 'lpips_distance',
+    'get_lpips_model', 'backbone_weights_path', 'diversity_score', 'FID', 'frechet_distance', 'inception_weights_path',
     'InceptionFeatures', 'KID', 'kernel_distance'
 ]

@@ -8,7 +8,7 @@ from basicsr.utils.matlab_functions import imresize
 from basicsr.utils.registry import METRIC_REGISTRY
 from srflow_plugin.utils import register
 
-__all__ = ['calculate_lr_psnr', 'bicubic_downscale']
+__all__ = ['calculate_lr_psnr', 'bicubic_downscale', 'bicubic_upscale_matlab']
 
 
 def bicubic_downscale(img: np.ndarray, scale: int) -> np.ndarray:
@@ -30,6 +30,21 @@ def bicubic_downscale(img: np.ndarray, scale: int) -> np.ndarray:
         raise ValueError(f'Image of shape {img.shape} cannot be downscaled by {scale}: its size is not a multiple.')
     small = imresize(img.astype(np.float32) / 255., 1. / scale)
     return np.clip(np.round(small * 255.), 0, 255).astype(np.uint8)
+
+
+def bicubic_upscale_matlab(img, scale):
+    """Upscale an 8-bit image by an integer factor with MATLAB's bicubic ``imresize``: the baseline that a
+    trained SR model has to beat (the LR images are made by the same kernel, :func:`bicubic_downscale`).
+
+    Args:
+        img (ndarray): HWC (or HW) uint8 image.
+        scale (int): Integer upscaling factor.
+
+    Returns:
+        ndarray: uint8 image of size (H * scale, W * scale).
+    """
+    big = imresize(img.astype(np.float32) / 255., scale)
+    return np.clip(np.round(big * 255.), 0, 255).astype(np.uint8)
 
 
 def _integer_scale(sr_shape, lq_shape):

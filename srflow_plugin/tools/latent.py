@@ -36,6 +36,7 @@ import torch
 
 import srflow_plugin  # noqa: F401  (before basicsr: installs the torchvision shim)
 from srflow_plugin.metrics import bicubic_downscale
+from srflow_plugin.pretrained import resolve_checkpoint
 from srflow_plugin.tools.command import HelpFormatter, add_device_argument, console_command, resolve_device
 from srflow_plugin.tools.grid import make_grid
 from srflow_plugin.utils.checkpoint import atomic_save, load_srflow, read_checkpoint
@@ -336,7 +337,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog='srflow-latent', description=__doc__, formatter_class=HelpFormatter)
     sub = parser.add_subparsers(dest='command', required=True)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument('-c', '--checkpoint', required=True, help='SRFlowNet checkpoint (BasicSR .pth)')
+    common.add_argument('-c', '--checkpoint', default=None, help='SRFlowNet checkpoint (BasicSR .pth); default: the '
+                        'built-in x4 model (docs/model-card.md)')
     common.add_argument('-o', '--output', required=True, help='output folder')
     common.add_argument('--opt', default=None, help='option yml whose network_g builds the network')
     add_device_argument(common)
@@ -382,6 +384,7 @@ def main(argv=None):
     args = parse_args(argv)
     inputs = ('hr', 'lr', 'input', 'source', 'source_lr', 'target', 'target_lr')
     check_outputs({'-o': args.output}, {f'--{key}': getattr(args, key, None) for key in inputs})
+    args.checkpoint = resolve_checkpoint(args.checkpoint, args.opt, 'srflow-latent')
     net = load_srflow(args.checkpoint, args.opt, resolve_device(args.device))
     return {'encode': run_encode, 'transfer': run_transfer, 'sweep': run_sweep}[args.command](args, net)
 

@@ -1,6 +1,6 @@
 """Sample super-resolutions of an image or a folder with a trained SRFlowNet.
 
-    srflow-sample -i <image or folder> -c <checkpoint.pth> -o <out folder> [--opt train.yml]
+    srflow-sample -i <image or folder> -o <out folder> [-c <checkpoint.pth> [--opt train.yml]]
         [--temperatures 0 0.8 0.9] [--num_samples 3] [--seed 0] [--device auto|cpu|cuda]
         [--tile 128 --tile_overlap 32] [--grid [--gt <folder or image>] [--grid_dir <folder>]] [--lr_consistency N]
 
@@ -39,6 +39,7 @@ import torch
 from tqdm import tqdm
 
 import srflow_plugin  # noqa: F401  (before basicsr: installs the torchvision shim)
+from srflow_plugin.pretrained import resolve_checkpoint
 from srflow_plugin.tools.command import HelpFormatter, add_device_argument, console_command, resolve_device
 from srflow_plugin.tools.grid import bicubic_upscale, make_grid, nearest_upscale
 from srflow_plugin.tools.tiling import check_memory, decode_tiled, tile_boxes
@@ -180,7 +181,8 @@ def find_gt(gt, name, sr_shape, scale):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog='srflow-sample', description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument('-i', '--input', required=True, help='LR image or folder of LR images')
-    parser.add_argument('-c', '--checkpoint', required=True, help='SRFlowNet checkpoint (BasicSR .pth)')
+    parser.add_argument('-c', '--checkpoint', default=None, help='SRFlowNet checkpoint (BasicSR .pth); default: the '
+                        'built-in x4 model (docs/model-card.md)')
     parser.add_argument('-o', '--output', required=True, help='output folder')
     parser.add_argument('--opt', default=None, help='option yml whose network_g builds the network (needed when '
                         'the checkpoint has no network_g key)')
@@ -228,7 +230,8 @@ def main(argv=None):
     shapes = [read_image(path, min_size=MIN_LR_SIZE).shape for path in images]
     grid_dir = (args.grid_dir or osp.abspath(args.output) + '_grids') if args.grid else None
     check_outputs({'-o': args.output, '--grid_dir': grid_dir}, {'-i': args.input, '--gt': args.gt})
-    net = load_srflow(args.checkpoint, args.opt, resolve_device(args.device))
+    checkpoint = resolve_checkpoint(args.checkpoint, args.opt, 'srflow-sample')
+    net = load_srflow(checkpoint, args.opt, resolve_device(args.device))
     names = output_names(images, net.scale)
     largest = max(range(len(images)), key=lambda i: shapes[i][0] * shapes[i][1])
     check_memory(net, (1, shapes[largest][2]) + shapes[largest][:2], args.tile, args.tile_overlap, images[largest])
