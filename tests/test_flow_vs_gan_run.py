@@ -25,7 +25,7 @@ def test_quick_run_trains_the_three_models_and_writes_table_grid_and_plot(tmp_pa
     comparison = osp.join(tmp_path, 'comparison')
     with open(osp.join(comparison, 'comparison.csv')) as f:
         assert len(list(csv.DictReader(f))) == len(rows)
-    assert cv2.imread(osp.join(comparison, 'grid.png')).shape[0] > 3 * 96
+    assert cv2.imread(osp.join(comparison, 'grid.png')).shape[0] > 3 * flow_vs_gan.TEST_CROP
     assert osp.isfile(osp.join(comparison, 'temperature.png'))
     assert 'FID: not measured (pass --fid)' in out and '| model | temperature |' in out
     assert sorted(os.listdir(osp.join(comparison, 'outputs'))) == ['Flow', 'SR (no GAN)', 'SRGAN']
