@@ -46,15 +46,8 @@ def pack_checkpoint(checkpoint, opt, output=BUILTIN_X4):
     Returns:
         str: ``output``.
     """
-    import torch
-    import yaml
-
     from srflow_plugin.utils.checkpoint import load_srflow, save_srflow
-    net = load_srflow(checkpoint, opt)
-    bad = [name for name, value in net.state_dict().items() if value.is_floating_point() and
-           not torch.isfinite(value).all()]
-    if bad:
-        raise ValueError(f'Checkpoint {checkpoint} has non-finite weights ({", ".join(bad[:3])}); nothing written.')
-    with open(opt) as f:
-        save_srflow(net, output, yaml.safe_load(f)['network_g'])
+    from srflow_plugin.utils.option_file import read_option_file
+    net = load_srflow(checkpoint, opt)  # refuses non-finite weights, naming the parameter
+    save_srflow(net, output, read_option_file(opt)['network_g'])
     return output
