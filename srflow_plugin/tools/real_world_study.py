@@ -5,8 +5,9 @@
 
 Nothing is downloaded. For every seed the run
  1. makes the flow-versus-GAN study's data (``srflow_plugin.tools.flow_vs_gan.make_data``): 128x128 sub-images of
-    scikit-image's photographs with MATLAB-bicubic x4 LR (LMDB), and 12 held-out 96x96 crops of the cat photograph
-    with their bicubic LR; plus a second LR of each held-out crop degraded by Real-ESRGAN's pipeline (BasicSR's
+    scikit-image's photographs with MATLAB-bicubic x4 LR (LMDB), and that study's held-out crops (``TEST_CROP``-sized,
+    of the photographs no model trains on) with their bicubic LR; plus a second LR of each held-out crop degraded by
+    Real-ESRGAN's pipeline (BasicSR's
     ``RealESRNetModel.feed_data`` through :class:`RealSRFlowModel`, the kernels of ``RealESRGANDataset``, seeded);
  2. trains three SRFlow models with the same small network, batch, learning rate and iterations, in this process
     with the package's model classes: *bicubic* (``SRFlowModel`` on the bicubic pairs), *degradation*
@@ -119,13 +120,14 @@ def degraded_test_lr(test_gt_folder, names, seed):
     """The held-out GT crops' LR made by Real-ESRGAN's pipeline (RealSRFlowModel.feed_data), seeded; [N, 3, h, w]."""
     from basicsr.data import build_dataset
     from srflow_plugin.models import RealSRFlowModel
+    from srflow_plugin.tools.flow_vs_gan import TEST_CROP
     meta = osp.join(test_gt_folder, 'meta_info_real_world.txt')
     with open(meta, 'w') as f:
         f.write(''.join(f'{n}.png\n' for n in names))
     seed_everything(1000 + seed)
-    dataset = build_dataset(kernel_options(test_gt_folder, 96, meta))
+    dataset = build_dataset(kernel_options(test_gt_folder, TEST_CROP, meta))
     root = osp.join(osp.dirname(test_gt_folder), 'degrader')
-    model = RealSRFlowModel(model_options(root, 'degrader', 'degradation', 1, {'gt_size': 96, 'queue_size': 0}))
+    model = RealSRFlowModel(model_options(root, 'degrader', 'degradation', 1, {'gt_size': TEST_CROP, 'queue_size': 0}))
     lrs = []
     for i in range(len(dataset)):
         item = dataset[i]
