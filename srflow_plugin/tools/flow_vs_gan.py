@@ -68,22 +68,22 @@ def _photo(name):
     return cv2.cvtColor(np.ascontiguousarray(rgb[..., :3]), cv2.COLOR_RGB2BGR)
 
 
-def test_crops(quick=False):
-    """{name: HR crop}: TEST_CROP-sized crops at TEST_STRIDE of every test photograph (QUICK_TEST_CROPS of them
-    when quick)."""
+def test_crops(quick=False, size=TEST_CROP, stride=TEST_STRIDE):
+    """{name: HR crop}: ``size``-sized crops at ``stride`` of every test photograph (QUICK_TEST_CROPS of them when
+    quick)."""
     crops = {}
     for name in TEST_PHOTOS:
         photo = _photo(name)
         h, w = photo.shape[:2]
-        for y in range(0, h - TEST_CROP + 1, TEST_STRIDE):
-            for x in range(0, w - TEST_CROP + 1, TEST_STRIDE):
-                crops[f'{name}_{y:03d}_{x:03d}'] = photo[y:y + TEST_CROP, x:x + TEST_CROP]
+        for y in range(0, h - size + 1, stride):
+            for x in range(0, w - size + 1, stride):
+                crops[f'{name}_{y:03d}_{x:03d}'] = photo[y:y + size, x:x + size]
     return dict(list(crops.items())[:QUICK_TEST_CROPS]) if quick else crops
 
 
-def make_data(root, quick=False, log_path=os.devnull):
-    """Training sub-images (LMDB) and the test crops (folders); returns prepare()'s two results. Progress goes to
-    ``log_path``."""
+def make_data(root, quick=False, log_path=os.devnull, test_size=TEST_CROP, test_stride=TEST_STRIDE):
+    """Training sub-images (LMDB) and the test crops (folders, :func:`test_crops` of ``test_size`` at
+    ``test_stride``); returns prepare()'s two results. Progress goes to ``log_path``."""
     from srflow_plugin.tools.prepare_data import prepare
     hr_train, hr_test = osp.join(root, 'hr_train'), osp.join(root, 'hr_test')
     os.makedirs(hr_train, exist_ok=True)
@@ -92,7 +92,7 @@ def make_data(root, quick=False, log_path=os.devnull):
     os.makedirs(hr_test)
     for name in TRAIN_PHOTOS[:2] if quick else TRAIN_PHOTOS:
         cv2.imwrite(osp.join(hr_train, f'{name}.png'), _photo(name))
-    for name, crop in test_crops(quick).items():
+    for name, crop in test_crops(quick, test_size, test_stride).items():
         cv2.imwrite(osp.join(hr_test, f'{name}.png'), crop)
     with open(log_path, 'w') as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         train = prepare(hr_train, root, scales=(SCALE, ), crop_size=128, step=96 if quick else 64, thresh_size=0,

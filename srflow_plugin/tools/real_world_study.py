@@ -5,10 +5,10 @@
 
 Nothing is downloaded. For every seed the run
  1. makes the flow-versus-GAN study's data (``srflow_plugin.tools.flow_vs_gan.make_data``): 128x128 sub-images of
-    scikit-image's photographs with MATLAB-bicubic x4 LR (LMDB), and that study's held-out crops (``TEST_CROP``-sized,
-    of the photographs no model trains on) with their bicubic LR; plus a second LR of each held-out crop degraded by
-    Real-ESRGAN's pipeline (BasicSR's
-    ``RealESRNetModel.feed_data`` through :class:`RealSRFlowModel`, the kernels of ``RealESRGANDataset``, seeded);
+    scikit-image's photographs with MATLAB-bicubic x4 LR (LMDB), and 96x96 held-out crops (``TEST_SIZE``, side by
+    side) of the photographs that study tests on, with their bicubic LR; plus a second LR of each held-out crop
+    degraded by Real-ESRGAN's pipeline (BasicSR's ``RealESRNetModel.feed_data`` through :class:`RealSRFlowModel`,
+    the kernels of ``RealESRGANDataset``, seeded);
  2. trains three SRFlow models with the same small network, batch, learning rate and iterations, in this process
     with the package's model classes: *bicubic* (``SRFlowModel`` on the bicubic pairs), *degradation*
     (``RealSRFlowModel`` on the same GT, LR synthesised on the fly; no USM sharpening, so every model targets the
@@ -40,6 +40,7 @@ NETWORK = dict(type='SRFlowNet', scale=SCALE, num_feat=16, num_block=2, num_grow
                flow_steps=4, plain_steps=1, hidden_channels=32)  # scripts/demo.py's network
 MAX_STD = 0.02  # noise conditioning: up to about 5 gray levels
 BATCH, GT_SIZE, LR = 8, 48, 1e-3
+TEST_SIZE = 96  # held-out crops: Real-ESRGAN's second-order degradation needs more than 64 pixels (its 21-tap kernels)
 SAFE_TEMPERATURES = [0.9, 1.0, 1.1, 1.2]
 KERNELS = ['iso', 'aniso', 'generalized_iso', 'generalized_aniso', 'plateau_iso', 'plateau_aniso']
 MODELS = ('bicubic', 'degradation', 'noise-conditioned')
@@ -120,14 +121,13 @@ def degraded_test_lr(test_gt_folder, names, seed):
     """The held-out GT crops' LR made by Real-ESRGAN's pipeline (RealSRFlowModel.feed_data), seeded; [N, 3, h, w]."""
     from basicsr.data import build_dataset
     from srflow_plugin.models import RealSRFlowModel
-    from srflow_plugin.tools.flow_vs_gan import TEST_CROP
     meta = osp.join(test_gt_folder, 'meta_info_real_world.txt')
     with open(meta, 'w') as f:
         f.write(''.join(f'{n}.png\n' for n in names))
     seed_everything(1000 + seed)
-    dataset = build_dataset(kernel_options(test_gt_folder, TEST_CROP, meta))
+    dataset = build_dataset(kernel_options(test_gt_folder, TEST_SIZE, meta))
     root = osp.join(osp.dirname(test_gt_folder), 'degrader')
-    model = RealSRFlowModel(model_options(root, 'degrader', 'degradation', 1, {'gt_size': TEST_CROP, 'queue_size': 0}))
+    model = RealSRFlowModel(model_options(root, 'degrader', 'degradation', 1, {'gt_size': TEST_SIZE, 'queue_size': 0}))
     lrs = []
     for i in range(len(dataset)):
         item = dataset[i]
@@ -268,7 +268,8 @@ def run_seed(out_dir, seed, iters, quick, log):
     from srflow_plugin.tools.flow_vs_gan import make_data
     root = osp.join(out_dir, f'seed{seed}')
     os.makedirs(root, exist_ok=True)
-    data = make_data(osp.join(root, 'data'), quick, log_path=osp.join(root, 'prepare.log'))
+    data = make_data(osp.join(root, 'data'), quick, log_path=osp.join(root, 'prepare.log'), test_size=TEST_SIZE,
+                     test_stride=TEST_SIZE)
     names, gts, lrs = read_test_set(data[1])
     from srflow_plugin.utils.image import to_tensor
     lq_sets = {'bicubic': torch.cat([to_tensor(lr) for lr in lrs]),
