@@ -71,9 +71,23 @@ def test_srflow_sample_without_a_checkpoint_uses_the_builtin_model_and_says_so_i
                            '--num_samples', '1'])
     lines = [line for line in capsys.readouterr().out.splitlines() if 'built-in' in line]
     assert lines == [f'srflow-sample: no -c given, using the built-in SRFlow x4 model ({BUILTIN_X4}; see '
-                     'docs/model-card.md)']
+                     'docs/model-card.md)',
+                     'srflow-sample: safe sampling is on for the built-in model (--no-safe_sampling: samples as drawn)']
     assert written == [str(tmp_path / 'out' / 'photo_t0.8_s0.png')]
     assert read_image(written[0]).shape == (128, 128, 3)
+
+
+def test_safe_sampling_is_on_by_default_for_the_builtin_model_only(held_out, tmp_path, capsys):
+    lr_path = tmp_path / 'photo.png'
+    cv2.imwrite(str(lr_path), held_out[1])
+    common = ['-i', str(lr_path), '--temperatures', '0.8', '--num_samples', '1']
+    sample.main(common + ['-o', str(tmp_path / 'default')])
+    assert any(line.startswith('safe sampling') for line in capsys.readouterr().out.splitlines())
+    sample.main(common + ['-o', str(tmp_path / 'off'), '--no-safe_sampling'])
+    assert not any(line.startswith('safe sampling') for line in capsys.readouterr().out.splitlines())
+    sample.main(common + ['-o', str(tmp_path / 'own'), '-c', BUILTIN_X4])  # a checkpoint given: as drawn
+    out = capsys.readouterr().out
+    assert 'built-in' not in out and not any(line.startswith('safe sampling') for line in out.splitlines())
 
 
 def test_srflow_latent_without_a_checkpoint_uses_the_builtin_model(held_out, tmp_path, capsys):

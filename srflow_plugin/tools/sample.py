@@ -198,9 +198,11 @@ def parse_args(argv=None):
     parser.add_argument('--grid', action='store_true', help='also write a labelled picture grid per image')
     parser.add_argument('--gt', default=None, help='GT image or folder (GT column of the grids)')
     parser.add_argument('--grid_dir', default=None, help='grid folder; None: <output>_grids')
-    parser.add_argument('--safe_sampling', action='store_true', help='repair samples with non-finite or far '
-                        'out-of-range pixels by redrawing the latents of that region at a lower temperature '
-                        '(srflow_plugin.utils.safe_sampling); off: samples as drawn')
+    parser.add_argument('--safe_sampling', action=argparse.BooleanOptionalAction, default=None,
+                        help='repair samples with non-finite or far out-of-range pixels by redrawing the latents of '
+                        'that region at a lower temperature (srflow_plugin.utils.safe_sampling); off: samples as '
+                        'drawn. Default: on with the built-in model (its samples of photos that were not '
+                        'bicubic-downscaled can hold black patches at tau 0.8), off with -c')
     parser.add_argument('--lr_consistency', type=int, default=0, metavar='N', help='back-projection steps onto the '
                         'LR input for every sample (e.g. 2); 0: off')
     args = parser.parse_args(argv)
@@ -231,6 +233,10 @@ def main(argv=None):
     grid_dir = (args.grid_dir or osp.abspath(args.output) + '_grids') if args.grid else None
     check_outputs({'-o': args.output, '--grid_dir': grid_dir}, {'-i': args.input, '--gt': args.gt})
     checkpoint = resolve_checkpoint(args.checkpoint, args.opt, 'srflow-sample')
+    if args.safe_sampling is None:
+        args.safe_sampling = args.checkpoint is None
+        if args.safe_sampling:
+            print('srflow-sample: safe sampling is on for the built-in model (--no-safe_sampling: samples as drawn)')
     net = load_srflow(checkpoint, args.opt, resolve_device(args.device))
     names = output_names(images, net.scale)
     largest = max(range(len(images)), key=lambda i: shapes[i][0] * shapes[i][1])
