@@ -1,5 +1,5 @@
 """Bootstrap spreads of the comparison table: resamples shared by every row, FID and KID recomputed per resample,
-paired differences and their spread (issue 16 item 5)."""
+paired differences and their spread."""
 import os
 from os import path as osp
 

@@ -1,5 +1,5 @@
 """KID: the unbiased polynomial-kernel MMD^2 of torch-fidelity and clean-fid, against closed forms, its subsets,
-and the dataset-level metric beside FID on the same features (issue 16 item 5)."""
+and the dataset-level metric beside FID on the same features."""
 import numpy as np
 import pytest
 

@@ -1,5 +1,5 @@
 """MATLAB-bicubic downscaling in torch and the back-projection of SR images onto their LR images, and the
-``lr_consistency`` option of srflow-measure, srflow-sample and validation (issue 16 item 4)."""
+``lr_consistency`` option of srflow-measure, srflow-sample and validation."""
 import cv2
 import numpy as np
 import pytest

@@ -1,5 +1,5 @@
-"""Nothing of the user's lost or overwritten, nothing written outside its folder, no input that exhausts the machine
-(issue 15): one shared mechanism per class, and every console command walked through the path guard."""
+"""Nothing of the user's lost or overwritten, nothing written outside its folder, no input that exhausts the machine:
+one shared mechanism per class, and every console command walked through the path guard."""
 import os
 import re
 import socket
