@@ -16,7 +16,6 @@ from os import path as osp
 
 import cv2
 import torch
-import yaml
 
 import srflow_plugin  # noqa: F401  (before basicsr: installs the torchvision shim)
 from basicsr.archs import build_network
@@ -25,6 +24,7 @@ from srflow_plugin.pretrained.evaluate import evaluate_methods, format_rows
 from srflow_plugin.tools.sample import sample_image
 from srflow_plugin.utils.checkpoint import load_srflow, load_weights, read_checkpoint
 from srflow_plugin.utils.image import list_images, read_image, to_tensor
+from srflow_plugin.utils.option_file import read_option_file
 from srflow_plugin.utils.sampling import image_generator
 
 HELD_OUT_GT = 'datasets/builtin/builtin_heldout_mod4'
@@ -34,8 +34,7 @@ RRDB_CKPT = 'experiments/builtin_rrdb_x4/models/net_g_latest.pth'
 
 
 def load_rrdb(path, opt_path):
-    with open(opt_path) as f:
-        net = build_network(dict(yaml.safe_load(f)['network_g']))
+    net = build_network(dict(read_option_file(opt_path)['network_g']))
     checkpoint = read_checkpoint(path, 'RRDB checkpoint')
     load_weights(net, checkpoint.get('params', checkpoint), path)
     return net.eval()
