@@ -189,8 +189,7 @@ def test_training_checkpoints_store_their_layout_and_a_differing_one_is_warned_a
 
 
 def test_esrgan_weights_in_a_trunk_skip_encoder_are_warned_about(tmp_path, basicsr_messages):
-    from srflow_plugin.archs import SRFlowRRDBNet
-    from srflow_plugin.utils.checkpoint import load_encoder_weights
+    from srflow_plugin.archs import SRFlowRRDBNet, load_encoder_weights
     esrgan = SRFlowRRDBNet(num_feat=8, num_block=1, num_grow_ch=4)
     torch.save({'params_ema': esrgan.state_dict()}, tmp_path / 'esrgan.pth')
     load_encoder_weights(SRFlowRRDBNet(num_feat=8, num_block=1, num_grow_ch=4, trunk_skip='trunk'),

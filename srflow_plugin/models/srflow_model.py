@@ -19,6 +19,7 @@ from basicsr.utils.registry import MODEL_REGISTRY
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 
 from srflow_plugin.archs.flow_layers import ActNorm
+from srflow_plugin.archs.release_checkpoint import load_encoder_weights
 from srflow_plugin.archs.srflow_arch import mixed_precision
 from srflow_plugin.losses import FlowNLLLoss  # noqa: F401  (registers the default train.nll_opt)
 from srflow_plugin.metrics import calculate_lpips, calculate_lr_psnr  # noqa: F401  (registers the val metrics)
@@ -27,8 +28,7 @@ from srflow_plugin.models.training_guard import TrainingGuard, initialize_actnor
 from srflow_plugin.models.validation import validate, write_metrics_csv
 from srflow_plugin.options_schema import OptionError, check_options, get_option
 from srflow_plugin.utils import register
-from srflow_plugin.utils.checkpoint import (atomic_save, load_encoder_weights, remove_stale_temporaries,
-                                            strip_module_prefix)
+from srflow_plugin.utils.checkpoint import atomic_save, remove_stale_temporaries, strip_module_prefix
 
 
 @register(MODEL_REGISTRY)

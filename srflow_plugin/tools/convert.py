@@ -12,7 +12,8 @@ import sys
 
 import srflow_plugin  # noqa: F401  (before basicsr: installs the torchvision shim)
 from srflow_plugin.tools.command import HelpFormatter, console_command
-from srflow_plugin.utils.checkpoint import RELEASED_CONFIGS, convert_release_checkpoint
+from srflow_plugin.archs.release_checkpoint import RELEASED_CONFIGS, load_release_checkpoint
+from srflow_plugin.utils.checkpoint import save_srflow
 from srflow_plugin.utils.paths import check_outputs
 
 
@@ -50,7 +51,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     check_outputs({'-o': args.output}, {'checkpoint': args.checkpoint})
     config = network_config(args)
-    net = convert_release_checkpoint(args.checkpoint, args.output, config)
+    net = load_release_checkpoint(args.checkpoint, config)
+    save_srflow(net, args.output, {'type': 'SRFlowNet', **config})
     print(f'wrote {args.output}: SRFlowNet({config}), {sum(p.numel() for p in net.parameters()):,} parameters')
 
 
