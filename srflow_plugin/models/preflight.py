@@ -12,6 +12,9 @@ from os import path as osp
 from basicsr.utils import get_root_logger
 from basicsr.utils.registry import METRIC_REGISTRY
 
+from srflow_plugin.metrics import fid
+from srflow_plugin.metrics.lpips_metric import backbone_weights_path
+from srflow_plugin.models.validation import DATASET_METRICS
 from srflow_plugin.options_schema import OptionError, check_options, get_option
 from srflow_plugin.utils.lmdb_check import check_lmdb, lmdb_keys
 from srflow_plugin.utils.paths import check_outputs, path_component
@@ -45,7 +48,6 @@ def check_writable(folder, key):
 
 
 def _lpips_backbone(metric_opt):
-    from srflow_plugin.metrics.lpips_metric import backbone_weights_path
     weights = backbone_weights_path(metric_opt.get('net', 'alex'))
     if not osp.isfile(weights):
         raise FileNotFoundError(f'LPIPS needs its backbone weights {weights}, which are missing (they cannot be '
@@ -53,7 +55,6 @@ def _lpips_backbone(metric_opt):
 
 
 def _fid_backbone(metric_opt):
-    from srflow_plugin.metrics import fid
     fid.get_inception()  # FileNotFoundError naming both places BasicSR looks in; built once, reused by validation
 
 
@@ -68,7 +69,6 @@ def check_metrics(opt):
     With ``val.skip_missing_metrics: true`` a metric whose backbone is missing is removed from the options with a
     warning instead.
     """
-    from srflow_plugin.models.validation import DATASET_METRICS
     metrics = (opt.get('val') or {}).get('metrics') or {}
     for name in list(metrics):
         metric_type = (metrics[name] or {}).get('type')

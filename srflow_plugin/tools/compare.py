@@ -45,6 +45,7 @@ from srflow_plugin.metrics.bootstrap import paired_difference
 from srflow_plugin.tools import measure as measure_tool
 from srflow_plugin.tools.command import HelpFormatter, add_device_argument, console_command, resolve_device
 from srflow_plugin.tools.grid import bicubic_upscale, make_grid, nearest_upscale
+from srflow_plugin.tools.sample import sample_image
 from srflow_plugin.utils.checkpoint import checkpoint_params, load_weights, read_checkpoint, strip_module_prefix
 from srflow_plugin.utils.image import images_in, list_images, read_image, to_image, to_tensor
 from srflow_plugin.utils.option_file import read_option_file
@@ -122,7 +123,6 @@ def load_network(options, checkpoint=None, device='cpu'):
 def run_model(net, lr_folder, out_dir, scale, temperatures=(0.0, 0.8), samples=3, seed=0):
     """Runs a network on every LR image of ``lr_folder``; writes ``<image>.png`` (SR networks) or
     ``<image>_t<T>_s<k>.png`` (flows: ``samples`` per temperature > 0, one at 0, seeded per image)."""
-    from srflow_plugin.tools.sample import sample_image
     device = next(net.parameters()).device
     paths = list_images(lr_folder)
     os.makedirs(out_dir, exist_ok=True)

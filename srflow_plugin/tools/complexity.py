@@ -28,6 +28,9 @@ import torch
 import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
+import srflow_plugin  # noqa: F401  (registers the plugin's archs; before basicsr: installs the torchvision shim)
+from basicsr.archs import build_network
+from basicsr.utils.registry import ARCH_REGISTRY
 from srflow_plugin.archs.flow_base import ConditionalFlowNet
 from srflow_plugin.tools.command import HelpFormatter, console_command
 from srflow_plugin.utils.option_file import read_option_file
@@ -175,9 +178,6 @@ def option_networks(path):
 
 
 def _build(opt, source):
-    import srflow_plugin  # noqa: F401  (registers the plugin's archs; also lets basicsr import)
-    from basicsr.archs import build_network
-    from basicsr.utils.registry import ARCH_REGISTRY
     if opt.get('type') not in ARCH_REGISTRY:
         raise ValueError(f"{source}: '{opt.get('type')}' is not a registered architecture")
     try:

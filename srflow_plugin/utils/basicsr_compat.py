@@ -40,6 +40,11 @@ from functools import partial
 import torch
 import yaml
 
+from srflow_plugin.utils.checkpoint import load_network_weights_only
+from srflow_plugin.utils.option_file import OptionLoader
+from srflow_plugin.utils.resume import (CountingCPUPrefetcher, CountingCUDAPrefetcher, ResumableSampler,
+                                        TrainingPosition)
+
 _INSTALLED = False
 
 
@@ -47,12 +52,8 @@ def safe_ordered_yaml():
     """(Loader, Dumper) like ``basicsr.utils.options.ordered_yaml``, with the plugin's option loader
     (:class:`~srflow_plugin.utils.option_file.OptionLoader`: plain data only, ordered mappings; duplicate keys, alias
     bombs and documents that are not a mapping are refused)."""
-    from collections import OrderedDict
-
-    from srflow_plugin.utils.option_file import OptionLoader
-
     dumper = getattr(yaml, 'CDumper', yaml.Dumper)
-    dumper.add_representer(OrderedDict, lambda d, data: d.represent_dict(data.items()))
+    dumper.add_representer(collections.OrderedDict, lambda d, data: d.represent_dict(data.items()))
     return OptionLoader, dumper
 
 
@@ -75,8 +76,6 @@ def install():
         return
     from basicsr.models.base_model import BaseModel
     from basicsr.utils import dist_util, options
-
-    from srflow_plugin.utils.checkpoint import load_network_weights_only
     options.ordered_yaml = safe_ordered_yaml
     BaseModel.load_network = load_network_weights_only
     dist_util._init_dist_pytorch = _init_dist_pytorch
@@ -103,9 +102,6 @@ def change_train_pipeline(load_resume_state, parse_options):
         TrainingPosition: the position the loop reports to.
     """
     from basicsr import train as basicsr_train
-
-    from srflow_plugin.utils.resume import (CountingCPUPrefetcher, CountingCUDAPrefetcher, ResumableSampler,
-                                            TrainingPosition)
     build_original = _ORIGINAL.setdefault('build_model', basicsr_train.build_model)
     position = TrainingPosition()
 
