@@ -119,111 +119,156 @@ def validate(model, net, dataloader, current_iter, tb_logger, save_img, nll_cons
         list[OrderedDict]: One row per image and heat (image, heat, metrics averaged over samples, nll,
         nonfinite_pixels when any).
     """
-    opt = model.opt
     dataset_name = path_component(dataloader.dataset.opt['name'], "Option 'datasets.<phase>.name'")
-    heats = [float(h) for h in get_option(opt, 'val', 'heats')]
-    n_sample = int(get_option(opt, 'val', 'n_sample'))
-    seed = get_option(opt, 'val', 'seed')
-    calc_nll = get_option(opt, 'val', 'calc_nll')
-    precompute = get_option(opt, 'val', 'precompute_condition')
-    amp = get_option(opt, 'val', 'amp')  # mixed precision for the encoder and the affine sub-networks
-    safe = get_option(opt, 'val', 'safe_sampling')
-    projection = int(get_option(opt, 'val', 'lr_consistency'))
-    variants = ['', PROJECTED] if projection else ['']
-    metrics = _metric_options(opt)
-    logger = get_root_logger()
-    _init_best_metric_results(model, dataset_name, heats)
-
-    dataset_metrics = {(name + variant, heat): DATASET_METRICS[m['type']](**{k: v for k, v in m.items() if k != 'type'})
-                       for name, (m, _) in metrics.items() if m['type'] in DATASET_METRICS for heat in heats
-                       for variant in variants}
-    rows = []  # one per image and heat, for the CSV
-    sums, counts = OrderedDict(), OrderedDict()
-    nonfinite = OrderedDict()  # heat -> pixels
-    repaired = OrderedDict()  # heat -> bad pixels repaired by safe sampling
-    pbar = tqdm(total=len(dataloader), unit='image') if opt['val'].get('pbar', False) else None
-
+    run = _ValidationRun(model, net, dataset_name, current_iter, save_img, nll_constant)
+    pbar = tqdm(total=len(dataloader), unit='image') if model.opt['val'].get('pbar', False) else None
     for val_data in dataloader:
-        name = path_component(image_name(val_data['lq_path'][0], net.scale), f"Image {val_data['lq_path'][0]}: name")
-        model.feed_data(val_data)
-        lq = model.lq
-        lq_img = to_image(lq)
-        gt = getattr(model, 'gt', None)
-        if gt is not None:
-            gt = crop_gt_to_sr(gt, (lq.shape[-2] * net.scale, lq.shape[-1] * net.scale), net.scale,
-                               f'GT of {name}', f'{net.scale}x its LR')
-            gt_img = to_image(gt)
-        with torch.no_grad(), mixed_precision(net, amp):
-            cond = _condition(net, lq, precompute)
-            image_values = OrderedDict()
-            if gt is not None and calc_nll:
-                image_values['nll'] = float(net.encode(gt, cond=cond)[1].mean()) + nll_constant
-            noise = draw_noise(net, *lq.shape[-2:], n_sample, image_generator(seed, name))
-            for heat in heats:
-                heat_values, bad_pixels = OrderedDict(), 0
-                for _, sample in sample_keys([heat], n_sample):
-                    latents = scaled(noise[sample], heat, lq.device)
-                    model.output = net.decode(cond=cond, latents=latents)
-                    if safe:
-                        model.output, repair = decode_safely(lambda z: net.decode(cond=cond, latents=z), latents,
-                                                             model.output)
-                        repaired[heat] = repaired.get(heat, 0) + repair.pixels
-                    sr_img = to_image(model.output)
-                    bad = nonfinite_pixels(model.output)
-                    if save_img:
-                        image_path = _image_path(opt, name, dataset_name, current_iter, heat, sample)
-                        write_image(sr_img, image_path)
-                        record_nonfinite(image_path, bad)
-                    if bad:
-                        bad_pixels += bad
-                        logger.warning(f'Validation {dataset_name}, image {name}, heat {heat:g}, sample {sample}: '
-                                       f'{bad} non-finite pixels; this sample is left out of the metrics.')
-                        continue
-                    for variant in variants:
-                        if variant:
-                            sr_img = to_image(back_project(model.output, lq, net.scale, projection))
-                        for metric, (metric_opt, _) in metrics.items():
-                            if metric_opt['type'] in DATASET_METRICS:
-                                dataset_metrics[metric + variant, heat].update(sr_img, gt_img if gt is not None
-                                                                               else None, lq_img)
-                            elif gt is not None:
-                                value = float(calculate_metric(dict(img=sr_img, img2=gt_img, lq=lq_img), metric_opt))
-                                heat_values.setdefault(metric + variant, []).append(value)
-                row = OrderedDict(image=name, heat=heat)
-                for metric, values in heat_values.items():
-                    row[metric] = sum(values) / len(values)
-                    image_values[f'{metric}_{heat_suffix(heat)}'] = row[metric]
-                if 'nll' in image_values:
-                    row['nll'] = image_values['nll']
-                if bad_pixels:
-                    row['nonfinite_pixels'] = bad_pixels
-                nonfinite[heat] = nonfinite.get(heat, 0) + bad_pixels
-                rows.append(row)
-        for key, value in image_values.items():
-            sums[key] = sums.get(key, 0.0) + value
-            counts[key] = counts.get(key, 0) + 1
-        del model.lq
-        if hasattr(model, 'gt'):
-            del model.gt
+        name = run.validate_image(val_data)
         if pbar is not None:
             pbar.update(1)
             pbar.set_description(f'Test {name}')
     if pbar is not None:
         pbar.close()
 
-    results = OrderedDict((key, sums[key] / counts[key]) for key in sums)
-    for (metric, heat), accumulator in dataset_metrics.items():
-        results[f'{metric}_{heat_suffix(heat)}'] = float(accumulator.compute())
-    for heat, pixels in nonfinite.items():
-        if pixels:
-            results[f'nonfinite_{heat_suffix(heat)}'] = float(pixels)
-    for heat, pixels in repaired.items():
-        results[f'repaired_{heat_suffix(heat)}'] = float(pixels)
-    model.metric_results = results
-    for key, value in results.items():
+    model.metric_results = run.results()
+    for key, value in model.metric_results.items():
         model._update_best_metric_result(dataset_name, key, value, current_iter)
-    _log(model, dataset_name, current_iter, heats, tb_logger)
-    return rows
+    _log(model, dataset_name, current_iter, run.heats, tb_logger)
+    return run.rows
+
+
+class _ValidationRun:
+    """One pass of :func:`validate`: the ``val`` options it reads, and what it gathers image by image (the CSV
+    rows, the sums of per-image values, the dataset-level metrics, the non-finite and repaired pixels per heat).
+
+    Args:
+        model (BaseModel): Gives the options, the device and the best-metric records (initialised here).
+        net (nn.Module): The flow to sample from, in eval mode.
+        dataset_name (str): Name of the validation set (a single path component).
+        current_iter (int | str): Iteration, for the names of written samples.
+        save_img (bool): Write every sample.
+        nll_constant (float): Added to the NLL.
+    """
+
+    def __init__(self, model, net, dataset_name, current_iter, save_img, nll_constant):
+        opt = self.opt = model.opt
+        self.model, self.net, self.dataset_name = model, net, dataset_name
+        self.current_iter, self.save_img, self.nll_constant = current_iter, save_img, nll_constant
+        self.heats = [float(h) for h in get_option(opt, 'val', 'heats')]
+        self.n_sample = int(get_option(opt, 'val', 'n_sample'))
+        self.seed = get_option(opt, 'val', 'seed')
+        self.calc_nll = get_option(opt, 'val', 'calc_nll')
+        self.precompute = get_option(opt, 'val', 'precompute_condition')
+        self.amp = get_option(opt, 'val', 'amp')  # mixed precision for the encoder and the affine sub-networks
+        self.safe = get_option(opt, 'val', 'safe_sampling')
+        self.projection = int(get_option(opt, 'val', 'lr_consistency'))
+        self.variants = ['', PROJECTED] if self.projection else ['']
+        self.metrics = _metric_options(opt)
+        self.logger = get_root_logger()
+        _init_best_metric_results(model, dataset_name, self.heats)
+
+        self.dataset_metrics = {  # (metric + variant, heat) -> accumulator of a dataset-level metric
+            (name + variant, heat): DATASET_METRICS[m['type']](**{k: v for k, v in m.items() if k != 'type'})
+            for name, (m, _) in self.metrics.items() if m['type'] in DATASET_METRICS
+            for heat in self.heats for variant in self.variants}
+        self.rows = []  # one per image and heat, for the CSV
+        self.sums, self.counts = OrderedDict(), OrderedDict()
+        self.nonfinite = OrderedDict()  # heat -> pixels
+        self.repaired = OrderedDict()  # heat -> bad pixels repaired by safe sampling
+
+    def validate_image(self, val_data):
+        """Samples one image at every heat, measures its samples and adds its rows and values. Returns its name."""
+        model, net = self.model, self.net
+        name = path_component(image_name(val_data['lq_path'][0], net.scale), f"Image {val_data['lq_path'][0]}: name")
+        model.feed_data(val_data)
+        lq = model.lq
+        images = dict(lq=to_image(lq), gt=None)  # uint8 images, as the metrics take them
+        gt = getattr(model, 'gt', None)
+        if gt is not None:
+            gt = crop_gt_to_sr(gt, (lq.shape[-2] * net.scale, lq.shape[-1] * net.scale), net.scale,
+                               f'GT of {name}', f'{net.scale}x its LR')
+            images['gt'] = to_image(gt)
+        with torch.no_grad(), mixed_precision(net, self.amp):
+            cond = _condition(net, lq, self.precompute)
+            image_values = OrderedDict()
+            if gt is not None and self.calc_nll:
+                image_values['nll'] = float(net.encode(gt, cond=cond)[1].mean()) + self.nll_constant
+            noise = draw_noise(net, *lq.shape[-2:], self.n_sample, image_generator(self.seed, name))
+            for heat in self.heats:
+                self._validate_heat(name, cond, noise, heat, images, image_values)
+        for key, value in image_values.items():
+            self.sums[key] = self.sums.get(key, 0.0) + value
+            self.counts[key] = self.counts.get(key, 0) + 1
+        del model.lq
+        if hasattr(model, 'gt'):
+            del model.gt
+        return name
+
+    def _validate_heat(self, name, cond, noise, heat, images, image_values):
+        """The ``n_sample`` samples of one image at one heat: each drawn, saved and measured (those with non-finite
+        pixels only counted); appends the image's row of this heat and puts its averages into ``image_values``."""
+        heat_values, bad_pixels = OrderedDict(), 0
+        for _, sample in sample_keys([heat], self.n_sample):
+            output = self._draw_sample(cond, noise[sample], heat)
+            sr_img = to_image(output)
+            bad = nonfinite_pixels(output)
+            if self.save_img:
+                image_path = _image_path(self.opt, name, self.dataset_name, self.current_iter, heat, sample)
+                write_image(sr_img, image_path)
+                record_nonfinite(image_path, bad)
+            if bad:
+                bad_pixels += bad
+                self.logger.warning(f'Validation {self.dataset_name}, image {name}, heat {heat:g}, sample {sample}: '
+                                    f'{bad} non-finite pixels; this sample is left out of the metrics.')
+                continue
+            self._measure_sample(sr_img, heat, images, heat_values)
+        row = OrderedDict(image=name, heat=heat)
+        for metric, values in heat_values.items():
+            row[metric] = sum(values) / len(values)
+            image_values[f'{metric}_{heat_suffix(heat)}'] = row[metric]
+        if 'nll' in image_values:
+            row['nll'] = image_values['nll']
+        if bad_pixels:
+            row['nonfinite_pixels'] = bad_pixels
+        self.nonfinite[heat] = self.nonfinite.get(heat, 0) + bad_pixels
+        self.rows.append(row)
+
+    def _draw_sample(self, cond, noise, heat):
+        """Decodes one sample from its standard noise at ``heat`` (repaired with ``val.safe_sampling``) into
+        ``model.output``, and returns it."""
+        model, net = self.model, self.net
+        latents = scaled(noise, heat, model.lq.device)
+        model.output = net.decode(cond=cond, latents=latents)
+        if self.safe:
+            model.output, repair = decode_safely(lambda z: net.decode(cond=cond, latents=z), latents, model.output)
+            self.repaired[heat] = self.repaired.get(heat, 0) + repair.pixels
+        return model.output
+
+    def _measure_sample(self, sr_img, heat, images, heat_values):
+        """Feeds one finite sample (``sr_img``, and with ``val.lr_consistency`` its back-projection) to every metric:
+        dataset-level metrics accumulate it, per-image values (with GT) go to ``heat_values``."""
+        for variant in self.variants:
+            if variant:
+                sr_img = to_image(back_project(self.model.output, self.model.lq, self.net.scale, self.projection))
+            for metric, (metric_opt, _) in self.metrics.items():
+                if metric_opt['type'] in DATASET_METRICS:
+                    self.dataset_metrics[metric + variant, heat].update(sr_img, images['gt'], images['lq'])
+                elif images['gt'] is not None:
+                    value = float(calculate_metric(dict(img=sr_img, img2=images['gt'], lq=images['lq']), metric_opt))
+                    heat_values.setdefault(metric + variant, []).append(value)
+
+    def results(self):
+        """The averages over the images, the dataset-level metrics, and the non-finite and repaired pixels per heat:
+        ``model.metric_results``."""
+        results = OrderedDict((key, self.sums[key] / self.counts[key]) for key in self.sums)
+        for (metric, heat), accumulator in self.dataset_metrics.items():
+            results[f'{metric}_{heat_suffix(heat)}'] = float(accumulator.compute())
+        for heat, pixels in self.nonfinite.items():
+            if pixels:
+                results[f'nonfinite_{heat_suffix(heat)}'] = float(pixels)
+        for heat, pixels in self.repaired.items():
+            results[f'repaired_{heat_suffix(heat)}'] = float(pixels)
+        return results
 
 
 def _log(model, dataset_name, current_iter, heats, tb_logger):
