@@ -235,14 +235,11 @@ class SRFlowModel(BaseModel):
         return [self._bare()] + ([self.net_g_ema] if hasattr(self, 'net_g_ema') else [])
 
     def optimize_parameters(self, current_iter):
+        """One training step: the losses of this batch, then an optimizer step the training guard lets through
+        (:mod:`srflow_plugin.models.training_guard`); the losses and gradient norm go to ``log_dict``."""
         encoder_trains = self.encoder_trains(current_iter)
         self._set_encoder_trainable(encoder_trains)
-        gt = self.cri_nll.dequantize(self.gt)
-        flow_kwargs = {}
-        if self.noise_max_std is not None:  # noise conditioning: a random level per image, given to the flow
-            noise_std = torch.rand(gt.shape[0], device=gt.device, dtype=gt.dtype) * self.noise_max_std
-            gt = gt + noise_std.view(-1, 1, 1, 1) * torch.randn_like(gt)
-            flow_kwargs['noise_std'] = noise_std
+        gt, flow_kwargs = self._flow_target()
         self.log_dict = OrderedDict()
         if not self._initialize_actnorm(gt, current_iter):
             self._log_counters(encoder_trains, current_iter)
@@ -251,6 +248,27 @@ class SRFlowModel(BaseModel):
             self.guard.take_snapshot(self._guarded_nets(), self.optimizer_g, current_iter - 1)
 
         self.optimizer_g.zero_grad(set_to_none=True)
+        l_total, loss_dict = self._losses(gt, flow_kwargs)
+        grad_norm = self._guarded_step(l_total, current_iter)
+        self.log_dict.update(self.reduce_loss_dict(loss_dict))
+        if grad_norm is not None:
+            self.log_dict['grad_norm'] = float(grad_norm)
+        self._log_counters(encoder_trains, current_iter)
+
+    def _flow_target(self):
+        """(the dequantised GT the flow encodes, the flow's extra arguments). With noise conditioning
+        (``train.noise_conditioning``) the GT gets noise of a random level per image, and the flow that level."""
+        gt = self.cri_nll.dequantize(self.gt)
+        flow_kwargs = {}
+        if self.noise_max_std is not None:
+            noise_std = torch.rand(gt.shape[0], device=gt.device, dtype=gt.dtype) * self.noise_max_std
+            gt = gt + noise_std.view(-1, 1, 1, 1) * torch.randn_like(gt)
+            flow_kwargs['noise_std'] = noise_std
+        return gt, flow_kwargs
+
+    def _losses(self, gt, flow_kwargs):
+        """(total loss, OrderedDict of its terms): the NLL of ``gt`` under the flow, plus the pixel loss of the
+        temperature-0 image when ``train.pixel_opt`` is set."""
         with mixed_precision(self._bare(), self.train_amp):
             _, nll = self.net_g(self.lq, gt, **flow_kwargs)
         loss_dict = OrderedDict()
@@ -263,9 +281,29 @@ class SRFlowModel(BaseModel):
             l_pix = self.cri_pix(sr, self.gt)
             l_total = l_total + l_pix
             loss_dict['l_pix'] = l_pix
+        return l_total, loss_dict
 
+    def _guarded_step(self, l_total, current_iter):
+        """Back-propagates ``l_total`` and applies the step unless the loss or gradient is non-finite or the guard
+        calls it a spike. Returns the gradient norm (None when the loss was not finite)."""
+        step_ok, grad_norm = self._backward(l_total)
+        spike = None
+        if step_ok:
+            loss_value = self._mean_over_ranks(l_total)
+            spike = self.guard.spike_reason(loss_value, float(grad_norm))
+        if step_ok and spike is None:
+            self._apply_step(current_iter, loss_value, grad_norm)
+        else:
+            self._skip_step(current_iter, spike)
+        if grad_norm is not None:
+            self.grad_scaler.update()  # (fp16) a smaller loss scale after an overflow
+        return grad_norm
+
+    def _backward(self, l_total):
+        """(whether the loss and then the clipped gradient norm are finite on every rank, that norm or None): the
+        backward pass runs only for a finite loss."""
         step_ok = self._all_ranks_agree(bool(torch.isfinite(l_total.detach()).all()))
-        grad_norm, spike = None, None
+        grad_norm = None
         if step_ok:
             self.grad_scaler.scale(l_total).backward()
             self.grad_scaler.unscale_(self.optimizer_g)
@@ -273,38 +311,34 @@ class SRFlowModel(BaseModel):
             max_norm = self.grad_clip_norm if self.grad_clip_norm is not None else float('inf')
             grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
             step_ok = bool(torch.isfinite(grad_norm))  # identical on all ranks: gradients are all-reduced
-        if step_ok:
-            loss_value = self._mean_over_ranks(l_total)
-            spike = self.guard.spike_reason(loss_value, float(grad_norm))
-        if step_ok and spike is None:
-            self.guard.step_optimizer(self.optimizer_g, current_iter,
-                                      lambda: self.grad_scaler.step(self.optimizer_g))
-            if self.guard.enabled and not tensors_finite(list(self._bare().parameters()) +
-                                                         optimizer_tensors(self.optimizer_g)):
-                self._roll_back(current_iter, 'non-finite weights or optimizer state after the step')
-            else:
-                self.guard.accepted(loss_value, float(grad_norm))
-                if self.ema_decay > 0:
-                    self.model_ema(decay=self.ema_decay)  # only ever averaged with accepted weights
-                if self.guard.snapshot_due(current_iter):
-                    self.guard.take_snapshot(self._guarded_nets(), self.optimizer_g, current_iter)
-        else:
-            self.optimizer_g.zero_grad(set_to_none=True)
-            if spike is None:
-                self.skipped_steps += 1
-                message = f'non-finite loss or gradient, step skipped ({self.skipped_steps} skipped so far)'
-            else:
-                message = f'spike, step rejected: {spike} ({self.guard.rejected_steps + 1} rejected so far)'
-            get_root_logger().warning(f'Iteration {current_iter}: {message}.')
-            if self.guard.rejected(counted=spike is not None):
-                self._roll_back(current_iter, f'{self.guard.max_rejected} consecutive steps not applied')
-        if grad_norm is not None:
-            self.grad_scaler.update()  # (fp16) a smaller loss scale after an overflow
+        return step_ok, grad_norm
 
-        self.log_dict.update(self.reduce_loss_dict(loss_dict))
-        if grad_norm is not None:
-            self.log_dict['grad_norm'] = float(grad_norm)
-        self._log_counters(encoder_trains, current_iter)
+    def _apply_step(self, current_iter, loss_value, grad_norm):
+        """The optimizer step; rolled back when it leaves non-finite weights or optimizer state, else accepted
+        (EMA update, snapshot when due)."""
+        self.guard.step_optimizer(self.optimizer_g, current_iter, lambda: self.grad_scaler.step(self.optimizer_g))
+        if self.guard.enabled and not tensors_finite(list(self._bare().parameters()) +
+                                                     optimizer_tensors(self.optimizer_g)):
+            self._roll_back(current_iter, 'non-finite weights or optimizer state after the step')
+        else:
+            self.guard.accepted(loss_value, float(grad_norm))
+            if self.ema_decay > 0:
+                self.model_ema(decay=self.ema_decay)  # only ever averaged with accepted weights
+            if self.guard.snapshot_due(current_iter):
+                self.guard.take_snapshot(self._guarded_nets(), self.optimizer_g, current_iter)
+
+    def _skip_step(self, current_iter, spike):
+        """No step: the gradients are dropped and the skip (``spike`` None: non-finite) or rejection is logged and
+        counted; too many in a row roll back."""
+        self.optimizer_g.zero_grad(set_to_none=True)
+        if spike is None:
+            self.skipped_steps += 1
+            message = f'non-finite loss or gradient, step skipped ({self.skipped_steps} skipped so far)'
+        else:
+            message = f'spike, step rejected: {spike} ({self.guard.rejected_steps + 1} rejected so far)'
+        get_root_logger().warning(f'Iteration {current_iter}: {message}.')
+        if self.guard.rejected(counted=spike is not None):
+            self._roll_back(current_iter, f'{self.guard.max_rejected} consecutive steps not applied')
 
     def _roll_back(self, current_iter, why):
         snapshot_iter = self.guard.roll_back(self._guarded_nets(), self.optimizer_g, current_iter)
