@@ -171,15 +171,41 @@ def prepare(input_folder,
     """
     folders = [input_folder] if isinstance(input_folder, (str, os.PathLike)) else list(input_folder)
     folders = [str(f) for f in folders]
+    scales, multiple = _scales_and_multiple(scales, crop_size, step)
+    name = name or osp.basename(osp.normpath(folders[0]))
+    outputs = _output_paths(output_root, f'{name}_sub' if crop_size else f'{name}_mod{multiple}', scales, lmdb)
+    targets = [outputs['gt'], *outputs['lr'].values()]
+    targets += [outputs['gt_lmdb'], *outputs['lr_lmdb'].values()] if lmdb else []
+    check_outputs({f'folder {osp.basename(t)} of --output': t for t in targets}, {'--input': folders})
+    paths = list_images(folders)
+    _remove_earlier_outputs(targets, overwrite)
+
+    try:
+        _write_outputs(paths, outputs, scales, crop_size, step, thresh_size, multiple, compression_level, lmdb,
+                       n_thread)
+    except BaseException:
+        _remove_partial_outputs(targets)  # a re-run needs no --overwrite
+        raise
+    return outputs
+
+
+def _scales_and_multiple(scales, crop_size, step):
+    """(the distinct scales, sorted; their lcm, to which every GT size is cut down). ValueError for a scale < 1, or
+    for sub-images (``crop_size`` > 0) with ``step`` <= 0 or smaller than that lcm."""
     scales = sorted({int(s) for s in scales})
     if not scales or min(scales) < 1:
         raise ValueError(f'Scales must be positive integers, got {scales}.')
     multiple = math.lcm(*scales)
     if crop_size and (step <= 0 or crop_size < multiple):
         raise ValueError(f'Need step > 0 and crop_size >= {multiple} (lcm of scales), got {crop_size}/{step}.')
-    name = name or osp.basename(osp.normpath(folders[0]))
-    base = osp.join(str(output_root), f'{name}_sub' if crop_size else f'{name}_mod{multiple}')
-    outputs = {
+    return scales, multiple
+
+
+def _output_paths(output_root, stem, scales, lmdb):
+    """The folders and LMDBs :func:`prepare` writes, named from ``stem``: ``gt`` (folder), ``lr`` ({scale:
+    folder}), ``gt_lmdb`` and ``lr_lmdb`` ({scale: path}; None / {} without ``lmdb``)."""
+    base = osp.join(str(output_root), stem)
+    return {
         'gt': base,
         'lr': {s: f'{base}_bicLRx{s}'
                for s in scales},
@@ -187,10 +213,11 @@ def prepare(input_folder,
         'lr_lmdb': {s: f'{base}_bicLRx{s}.lmdb'
                     for s in scales} if lmdb else {},
     }
-    targets = [outputs['gt'], *outputs['lr'].values()]
-    targets += [outputs['gt_lmdb'], *outputs['lr_lmdb'].values()] if lmdb else []
-    check_outputs({f'folder {osp.basename(t)} of --output': t for t in targets}, {'--input': folders})
-    paths = list_images(folders)
+
+
+def _remove_earlier_outputs(targets, overwrite):
+    """Removes the ``targets`` that exist, once all are checked: each must be allowed to go (``overwrite``) and
+    have been written by this command (listed in its owner manifest); else FileExistsError naming it."""
     for target in targets:  # all checked before the first is removed
         if osp.exists(target) and not overwrite:
             raise FileExistsError(f'{target} exists; remove it or pass overwrite=True (--overwrite).')
@@ -202,16 +229,13 @@ def prepare(input_folder,
         if osp.exists(target):
             shutil.rmtree(target)
 
-    try:
-        _write_outputs(paths, outputs, scales, crop_size, step, thresh_size, multiple, compression_level, lmdb,
-                       n_thread)
-    except BaseException:
-        for target in targets:  # no partial output: a re-run needs no --overwrite
-            if osp.isdir(target):
-                shutil.rmtree(target)
-            mark_owned(target, COMMAND, owned_now=False)
-        raise
-    return outputs
+
+def _remove_partial_outputs(targets):
+    """Removes what a failed or interrupted run wrote of ``targets`` and their entries in the owner manifest."""
+    for target in targets:
+        if osp.isdir(target):
+            shutil.rmtree(target)
+        mark_owned(target, COMMAND, owned_now=False)
 
 
 def _write_outputs(paths, outputs, scales, crop_size, step, thresh_size, multiple, compression_level, lmdb,
