@@ -36,11 +36,11 @@ from basicsr.metrics import calculate_psnr
 from basicsr.utils import set_random_seed
 from srflow_plugin.losses import FlowNLLLoss
 from srflow_plugin.metrics import bicubic_upscale_matlab, calculate_lr_psnr
+from srflow_plugin.inference.grid import bicubic_upscale, make_grid, nearest_upscale
+from srflow_plugin.inference.loading import load_srflow
+from srflow_plugin.inference.sampling import sample_image
 from srflow_plugin.pretrained import builtin_checkpoint
-from srflow_plugin.tools.grid import bicubic_upscale, make_grid, nearest_upscale
 from srflow_plugin.tools.prepare_data import prepare
-from srflow_plugin.tools.sample import sample_image
-from srflow_plugin.utils.checkpoint import load_srflow
 from srflow_plugin.utils.image import read_image, to_image, to_tensor, write_image
 from srflow_plugin.utils.sampling import image_generator
 

@@ -19,10 +19,11 @@ import torch
 
 import srflow_plugin  # noqa: F401  (before basicsr: installs the torchvision shim)
 from basicsr.archs import build_network
+from srflow_plugin.inference.loading import load_srflow
+from srflow_plugin.inference.sampling import sample_image
 from srflow_plugin.pretrained import resolve_checkpoint
 from srflow_plugin.pretrained.evaluate import evaluate_methods, format_rows
-from srflow_plugin.tools.sample import sample_image
-from srflow_plugin.utils.checkpoint import load_srflow, load_weights, read_checkpoint
+from srflow_plugin.utils.checkpoint import load_weights, read_checkpoint
 from srflow_plugin.utils.image import list_images, read_image, to_tensor
 from srflow_plugin.utils.option_file import read_option_file
 from srflow_plugin.utils.sampling import image_generator

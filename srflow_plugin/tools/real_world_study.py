@@ -195,7 +195,7 @@ def measure_safe_sampling(net, lq_batch, gts, seed, samples=3):
     samples (after) and of the untouched ones."""
     from srflow_plugin.metrics import calculate_lpips, calculate_lr_psnr
     from srflow_plugin.utils.image import nonfinite_pixels, to_image
-    from srflow_plugin.utils.safe_sampling import bad_pixel_mask, decode_safely
+    from srflow_plugin.inference.safe_sampling import bad_pixel_mask, decode_safely
     from srflow_plugin.utils.sampling import draw_noise, image_generator, scaled
     out = OrderedDict()
     for t in SAFE_TEMPERATURES:

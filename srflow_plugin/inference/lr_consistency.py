@@ -17,6 +17,7 @@ import functools
 import torch
 from basicsr.utils.matlab_functions import calculate_weights_indices
 
+from srflow_plugin.metrics.lr_psnr import calculate_lr_psnr
 from srflow_plugin.utils.image import to_image, to_tensor
 
 __all__ = ['resize_matrix', 'downscale', 'back_project', 'back_project_image', 'project_samples']
@@ -139,7 +140,7 @@ def back_project_image(sr, lr, iterations):
 
 
 def project_samples(samples, lq, scale, iterations):
-    """Every sample of :func:`srflow_plugin.tools.sample.sample_image` projected onto its LR image, with the mean
+    """Every sample of :func:`srflow_plugin.inference.sampling.sample_image` projected onto its LR image, with the mean
     LR-PSNR (SRFlow's definition, 8-bit images) before and after.
 
     Args:
@@ -152,7 +153,6 @@ def project_samples(samples, lq, scale, iterations):
         tuple: (projected samples, same keys; LR-PSNR before; LR-PSNR after), the LR-PSNRs averaged over the
         samples (``inf`` where a sample is exactly consistent).
     """
-    from srflow_plugin.metrics.lr_psnr import calculate_lr_psnr
     lq = lq.cpu()
     lq_img = to_image(lq)
     projected = {key: back_project(sr.nan_to_num(), lq, scale, iterations) for key, sr in samples.items()}
