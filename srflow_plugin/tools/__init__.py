@@ -12,8 +12,8 @@ programs over the library:
 - ``compare``: ``srflow-compare``, the comparison table, picture grid and temperature plot of several models.
 
 ``command`` holds what every command shares (``console_command``: exit status and one-line errors; the help
-formatter; ``--device``); ``flow_vs_gan`` runs the flow-versus-GAN study (``python scripts/flow_vs_gan.py``).
-``srflow-train`` and ``srflow-test`` are ``srflow_plugin.train`` and ``srflow_plugin.test``.
+formatter; ``--device``). ``srflow-train`` and ``srflow-test`` are ``srflow_plugin.train`` and
+``srflow_plugin.test``; the studies (flow versus GAN, real world) are programs in ``scripts/``.
 
 Loading a trained network, sampling, tiling, measuring and grids are :mod:`srflow_plugin.inference`; checkpoints,
 images and sample naming live in :mod:`srflow_plugin.utils`.
