@@ -14,7 +14,6 @@ Nothing is downloaded. The demo
 Outputs go to demo_output/ (experiments/, results of the run, summary.json, demo_grid.png).
 """
 import argparse
-import contextlib
 import json
 import os
 import re
@@ -23,10 +22,7 @@ import sys
 import time
 from os import path as osp
 
-import cv2
-import numpy as np
 import yaml
-
 
 import srflow_plugin  # noqa: F401  (before basicsr: installs the torchvision shim)
 import torch
@@ -36,44 +32,27 @@ from basicsr.metrics import calculate_psnr
 from basicsr.utils import set_random_seed
 from srflow_plugin.losses import FlowNLLLoss
 from srflow_plugin.metrics import bicubic_upscale_matlab, calculate_lr_psnr
+from srflow_plugin.inference.grid import bicubic_upscale, make_grid, nearest_upscale
+from srflow_plugin.inference.loading import load_srflow
+from srflow_plugin.inference.sampling import sample_image
 from srflow_plugin.pretrained import builtin_checkpoint
-from srflow_plugin.tools.grid import bicubic_upscale, make_grid, nearest_upscale
-from srflow_plugin.tools.prepare_data import prepare
-from srflow_plugin.tools.sample import sample_image
-from srflow_plugin.utils.checkpoint import load_srflow
 from srflow_plugin.utils.image import read_image, to_image, to_tensor, write_image
 from srflow_plugin.utils.sampling import image_generator
 
-SCALE = 4
-TRAIN_PHOTOS = ['astronaut', 'coffee', 'rocket', 'immunohistochemistry', 'hubble_deep_field']
+import demo_data
+from demo_data import SCALE, photo
+
 VAL_PHOTO = 'chelsea'
 NETWORK = dict(type='SRFlowNet', scale=SCALE, num_feat=16, num_block=2, num_grow_ch=8, tap_blocks=[0, 1],
                flow_steps=4, plain_steps=1, hidden_channels=32)
 QUANTIZATION = 256  # 8-bit images: dequantisation noise, so the NLL is that of the discrete image
 
 
-def photo(name):
-    """An RGB photograph of skimage.data as uint8 BGR (these files ship inside the package)."""
-    from skimage import data
-    img = getattr(data, name)()
-    if img.ndim == 2:
-        img = np.stack([img] * 3, -1)
-    return cv2.cvtColor(np.ascontiguousarray(img[..., :3]), cv2.COLOR_RGB2BGR)
-
-
-def make_data(root, quick):
-    """Training LMDBs of sub-images and a validation folder pair; returns the paths."""
-    hr_train, hr_val = osp.join(root, 'hr_train'), osp.join(root, 'hr_val')
-    os.makedirs(hr_train, exist_ok=True)
-    os.makedirs(hr_val, exist_ok=True)
-    for name in TRAIN_PHOTOS[:2] if quick else TRAIN_PHOTOS:
-        cv2.imwrite(osp.join(hr_train, f'{name}.png'), photo(name))
+def make_data(root, quick, log_path):
+    """Training LMDBs of sub-images and a validation folder pair (the cat, never trained on); returns the paths."""
     cat = photo(VAL_PHOTO)  # 300 x 451: a 128 x 128 crop around the face
-    cv2.imwrite(osp.join(hr_val, f'{VAL_PHOTO}.png'), cat[40:168, 140:268])
-    train = prepare(hr_train, root, scales=(SCALE, ), crop_size=96, step=48 if quick else 32, thresh_size=0,
-                    name='demo_train', overwrite=True)
-    val = prepare(hr_val, root, scales=(SCALE, ), crop_size=0, name='demo_val', lmdb=False, overwrite=True)
-    return train, val
+    return demo_data.make_data(root, {VAL_PHOTO: cat[40:168, 140:268]}, quick, crop_size=96, step=48 if quick else 32,
+                               names=('demo_train', 'demo_val'), held_out_folder='hr_val', log_path=log_path)
 
 
 def write_options(out_dir, data, iters, quick):
@@ -202,9 +181,7 @@ def main(argv=None):
     os.makedirs(out_dir, exist_ok=True)
 
     print(f'[1/4] Preparing data from scikit-image photographs in {out_dir}/data ...', flush=True)
-    with open(osp.join(out_dir, 'prepare_data.log'), 'w') as log, contextlib.redirect_stdout(log), \
-            contextlib.redirect_stderr(log):
-        data = make_data(osp.join(out_dir, 'data'), args.quick)
+    data = make_data(osp.join(out_dir, 'data'), args.quick, osp.join(out_dir, 'prepare_data.log'))
     yml, opt = write_options(out_dir, data, iters, args.quick)
     lq, gt = read_pair(data[1])
     start = evaluate(untrained_network(opt), lq, gt)

@@ -19,13 +19,16 @@ import torch
 
 import srflow_plugin  # noqa: F401  (before basicsr: installs the torchvision shim)
 from basicsr.archs import build_network
+from srflow_plugin.inference.loading import load_srflow
+from srflow_plugin.inference.sampling import sample_image
 from srflow_plugin.pretrained import resolve_checkpoint
 from srflow_plugin.pretrained.evaluate import evaluate_methods, format_rows
-from srflow_plugin.tools.sample import sample_image
-from srflow_plugin.utils.checkpoint import load_srflow, load_weights, read_checkpoint
+from srflow_plugin.utils.checkpoint import load_weights, read_checkpoint
 from srflow_plugin.utils.image import list_images, read_image, to_tensor
 from srflow_plugin.utils.option_file import read_option_file
 from srflow_plugin.utils.sampling import image_generator
+
+from demo_data import photo
 
 HELD_OUT_GT = 'datasets/builtin/builtin_heldout_mod4'
 HELD_OUT_LR = 'datasets/builtin/builtin_heldout_mod4_bicLRx4'
@@ -54,8 +57,7 @@ def read_pairs(gt_dir, lr_dir):
 @torch.no_grad()
 def time_one_sample(net, side=256, temperature=0.8, repeats=3):
     """Seconds (best of ``repeats``) for one sample of a ``side`` x ``side`` LR photo (scikit-image's cat)."""
-    from skimage import data
-    lq = cv2.resize(cv2.cvtColor(data.chelsea(), cv2.COLOR_RGB2BGR), (side, side), interpolation=cv2.INTER_AREA)
+    lq = cv2.resize(photo('chelsea'), (side, side), interpolation=cv2.INTER_AREA)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()

@@ -320,10 +320,10 @@ SCHEMA = OrderedDict([
                    'encoder and affine sub-networks, as `train.amp`.', one_of('bf16', 'fp16')),
         safe_sampling=Option(False, PLUGIN, 'Repair samples with non-finite or far out-of-range pixels: the '
                              'latents of the offending region are redrawn at a lower temperature until the sample '
-                             'is finite (srflow_plugin/utils/safe_sampling.py, docs/real-world.md); key '
+                             'is finite (srflow_plugin/inference/safe_sampling.py, docs/real-world.md); key '
                              '`repaired_t<heat>` counts the repaired pixels. false: samples as drawn (the '
                              'release).', boolean),
-        lr_consistency=Option(0, PLUGIN, 'Back-projection iterations (srflow_plugin/utils/lr_consistency.py). > 0: '
+        lr_consistency=Option(0, PLUGIN, 'Back-projection iterations (srflow_plugin/inference/lr_consistency.py). > 0: '
                               'every sample is also measured after its projection onto the HR images whose '
                               'MATLAB-bicubic downscale is its LR input, under the keys `<metric>_projected_t<tau>` '
                               '(the unprojected keys stay); saved images are the unprojected samples. 0: off.',

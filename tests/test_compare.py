@@ -15,8 +15,9 @@ from basicsr.archs import build_network
 from basicsr.metrics import calculate_psnr
 from helpers_train import write_pairs
 from srflow_plugin.metrics import FID
-from srflow_plugin.tools import compare, measure
-from srflow_plugin.tools.grid import GAP, label_height
+from srflow_plugin.inference import measuring
+from srflow_plugin.inference.grid import GAP, label_height
+from srflow_plugin.tools import compare
 
 SR_NET = dict(type='SRResNet', num_feat=8, num_block=1, upscale=4)
 FLOW_NET = dict(type='CouplingFlowNet', num_couplings=2, hidden_channels=8, cond_channels=4, cond_hidden=4)
@@ -126,6 +127,6 @@ def test_model_specs_that_name_nothing_are_errors(tmp_path):
 
 
 def test_measure_fid_is_in_the_mean_row_only(compared):
-    rows = measure.measure(compared['folders']['Bicubic'], compared['gt'], compared['lr'], use_lpips=False,
-                           verbose=False, fid=True, fid_features=colour_statistics)
+    rows = measuring.measure(compared['folders']['Bicubic'], compared['gt'], compared['lr'], use_lpips=False,
+                             verbose=False, fid=True, fid_features=colour_statistics)
     assert 'fid' not in rows[0] and rows[-1]['fid'] == pytest.approx(compared['rows'][4]['fid'], rel=1e-9)

@@ -8,6 +8,7 @@ import torch
 
 import srflow_plugin  # noqa: F401  (before basicsr: installs the torchvision shim)
 from devices import CROSS_DEVICE_ATOL, DEVICES
+from srflow_plugin.inference import sampling
 from srflow_plugin.tools import compare, latent, measure
 from srflow_plugin.tools import sample as sample_tool
 from srflow_plugin.tools.command import resolve_device
@@ -78,7 +79,7 @@ def test_a_sample_on_each_device_equals_the_float64_cpu_sample_of_the_same_seed(
     # reference decodes the same (float32) noise in float64 on the CPU
     net = tiny_net()
     lq = torch.rand(1, 3, 6, 8, generator=torch.Generator().manual_seed(0))
-    ours = sample_tool.sample_image(net.to(device), lq, [0.0, 0.8], 2, image_generator(0, 'img'))
+    ours = sampling.sample_image(net.to(device), lq, [0.0, 0.8], 2, image_generator(0, 'img'))
     noise = draw_noise(net, 6, 8, 2, image_generator(0, 'img'))
     assert all(z.device.type == 'cpu' for sample in noise for z in sample)
     reference_net = tiny_net().double()

@@ -1,5 +1,6 @@
-"""The CPU-scale flow-versus-GAN run (--quick): all three study models train through BasicSR's loop (SRModel,
-SRGANModel with VGGStyleDiscriminator, SRFlowModel with CouplingFlowNet) and are compared in one table."""
+"""The CPU-scale flow-versus-GAN run (scripts/flow_vs_gan.py --quick): all three study models train through BasicSR's
+loop (SRModel, SRGANModel with VGGStyleDiscriminator, SRFlowModel with CouplingFlowNet) and are compared in one
+table."""
 import csv
 import os
 from os import path as osp
@@ -7,7 +8,8 @@ from os import path as osp
 import cv2
 
 import srflow_plugin  # noqa: F401
-from srflow_plugin.tools import flow_vs_gan
+import demo_data
+import flow_vs_gan
 
 
 def test_quick_run_trains_the_three_models_and_writes_table_grid_and_plot(tmp_path, capsys):
@@ -25,7 +27,7 @@ def test_quick_run_trains_the_three_models_and_writes_table_grid_and_plot(tmp_pa
     comparison = osp.join(tmp_path, 'comparison')
     with open(osp.join(comparison, 'comparison.csv')) as f:
         assert len(list(csv.DictReader(f))) == len(rows)
-    assert cv2.imread(osp.join(comparison, 'grid.png')).shape[0] > 3 * flow_vs_gan.TEST_CROP
+    assert cv2.imread(osp.join(comparison, 'grid.png')).shape[0] > 3 * demo_data.TEST_CROP
     assert osp.isfile(osp.join(comparison, 'temperature.png'))
     assert 'FID: not measured (pass --fid)' in out and '| model | temperature |' in out
     assert sorted(os.listdir(osp.join(comparison, 'outputs'))) == ['Flow', 'SR (no GAN)', 'SRGAN']

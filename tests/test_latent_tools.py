@@ -8,10 +8,10 @@ import pytest
 import torch
 
 import srflow_plugin  # noqa: F401  (before basicsr: installs the torchvision shim)
-from srflow_plugin.tools import load_srflow
+from srflow_plugin.inference.grid import GAP, label_height, tile_origin
+from srflow_plugin.inference.loading import load_srflow
 from srflow_plugin.tools import latent as latent_tool
 from srflow_plugin.tools import sample as sample_tool
-from srflow_plugin.tools.grid import GAP, label_height, tile_origin
 from srflow_plugin.utils.image import to_tensor
 from test_sample import write_image, write_tiny_checkpoint
 

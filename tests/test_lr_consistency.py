@@ -9,7 +9,7 @@ from skimage import data
 
 import srflow_plugin  # noqa: F401
 from srflow_plugin.metrics import calculate_lr_psnr
-from srflow_plugin.utils.lr_consistency import back_project, downscale, resize_matrix
+from srflow_plugin.inference.lr_consistency import back_project, downscale, resize_matrix
 from test_measure import lpips_hub, random_hub  # noqa: F401  (fixtures: LPIPS with a random-weight AlexNet)
 
 

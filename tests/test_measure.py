@@ -1,5 +1,5 @@
-"""srflow-measure (srflow_plugin.tools.measure): sample grouping, metrics with known answers, CSV and markdown
-output."""
+"""srflow-measure (srflow_plugin.tools.measure over srflow_plugin.inference.measuring): sample grouping, metrics with
+known answers, CSV and markdown output."""
 import csv
 import math
 import os
@@ -13,6 +13,7 @@ import torchvision
 
 import srflow_plugin  # noqa: F401  (before basicsr: installs the torchvision shim)
 from srflow_plugin.metrics import diversity_score, lpips_distance
+from srflow_plugin.inference import measuring
 from srflow_plugin.tools import measure
 from srflow_plugin.utils.sampling import temperature_of
 
@@ -55,7 +56,7 @@ def _bgr_to_tensor(img):
 def test_sr_files_belong_to_the_longest_gt_stem_followed_by_an_underscore():
     gt_stems = ['0801', '0801_b', '0802']
     sr = ['r/0801.png', 'r/0801_s0.png', 'r/0801_b_s1.png', 'r/sub/0802_t0.9_s3.png']
-    assert measure.group_samples(sr, gt_stems) == {
+    assert measuring.group_samples(sr, gt_stems) == {
         '0801': ['r/0801.png', 'r/0801_s0.png'],
         '0801_b': ['r/0801_b_s1.png'],
         '0802': ['r/sub/0802_t0.9_s3.png'],
@@ -64,7 +65,7 @@ def test_sr_files_belong_to_the_longest_gt_stem_followed_by_an_underscore():
 
 def test_an_sr_file_without_gt_is_an_error_naming_it():
     with pytest.raises(ValueError, match='08010.png'):
-        measure.group_samples(['r/0801_s0.png', 'r/08010.png'], ['0801'])
+        measuring.group_samples(['r/0801_s0.png', 'r/08010.png'], ['0801'])
 
 
 def test_the_temperature_tag_is_read_from_sample_py_names_after_the_gt_stem():
@@ -83,28 +84,28 @@ GROUPS = {'a': ['r/a_t0.8_s0.png', 'r/a_t0.9_s0.png', 'r/a_t0.9_s1.png', 'r/a_t0
 
 def test_temperature_keeps_only_the_files_with_its_tag_as_sample_py_writes_it():
     expected = {'a': ['r/a_t0.9_s0.png', 'r/a_t0.9_s1.png'], 'b': ['r/b_t0.9_s0.png']}
-    assert measure.select_temperature(GROUPS, 0.9) == expected
-    assert measure.select_temperature(GROUPS, 0.90) == expected
-    assert measure.select_temperature(GROUPS, 0) == {'a': ['r/a_t0_s0.png']}
-    assert measure.select_temperature(GROUPS, 0.8) == {'a': ['r/a_t0.8_s0.png'], 'c': ['r/c_t0.8_s0.png']}
+    assert measuring.select_temperature(GROUPS, 0.9) == expected
+    assert measuring.select_temperature(GROUPS, 0.90) == expected
+    assert measuring.select_temperature(GROUPS, 0) == {'a': ['r/a_t0_s0.png']}
+    assert measuring.select_temperature(GROUPS, 0.8) == {'a': ['r/a_t0.8_s0.png'], 'c': ['r/c_t0.8_s0.png']}
 
 
 def test_several_temperatures_of_one_image_without_temperature_are_an_error_naming_them():
     with pytest.raises(ValueError, match=r'SR files of a carry 3 temperatures \(0, 0\.8, 0\.9\).*'
                        r'Pass --temperature'):
-        measure.select_temperature(GROUPS)
+        measuring.select_temperature(GROUPS)
 
 
 def test_one_temperature_per_image_and_untagged_files_are_kept_as_before():
     groups = {'b': GROUPS['b'], 'c': GROUPS['c'], 'd': ['r/d.png', 'r/d_s1.png']}
-    assert measure.select_temperature(groups) == groups
+    assert measuring.select_temperature(groups) == groups
 
 
 def test_lr_file_is_the_gt_stem_or_the_div2k_name():
     lr = ['l/0801x4.png', 'l/0802.png', 'l/0803x4b.png']
-    assert measure.find_lr(lr, '0801') == 'l/0801x4.png'
-    assert measure.find_lr(lr, '0802') == 'l/0802.png'
-    assert measure.find_lr(lr, '0803') is None
+    assert measuring.find_lr(lr, '0801') == 'l/0801x4.png'
+    assert measuring.find_lr(lr, '0802') == 'l/0802.png'
+    assert measuring.find_lr(lr, '0803') is None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -113,7 +114,7 @@ def test_lr_file_is_the_gt_stem_or_the_div2k_name():
 
 def test_identical_sr_and_gt(lpips_hub):
     gt = _random(0)
-    row = measure.measure_image([gt.copy()], gt, scale=4)
+    row = measuring.measure_image([gt.copy()], gt, scale=4)
     assert row['samples'] == 1
     assert row['psnr'] == row['psnr_y'] == row['lr_psnr_gt'] == float('inf')
     assert row['ssim'] == pytest.approx(1.0) and row['ssim_y'] == pytest.approx(1.0)
@@ -123,7 +124,7 @@ def test_identical_sr_and_gt(lpips_hub):
 
 def test_n_identical_samples_have_diversity_zero(lpips_hub):
     gt, sr = _random(0), _random(1)
-    row = measure.measure_image([sr, sr.copy(), sr.copy()], gt, scale=4)
+    row = measuring.measure_image([sr, sr.copy(), sr.copy()], gt, scale=4)
     assert row['diversity'] == 0.0
     assert row['lpips'] > 0
 
@@ -131,30 +132,30 @@ def test_n_identical_samples_have_diversity_zero(lpips_hub):
 def test_diversity_comes_from_the_spatial_lpips_maps_of_the_samples(lpips_hub):
     gt, samples = _random(0), [_random(1), _random(2)]
     maps = torch.cat([lpips_distance(_bgr_to_tensor(s), _bgr_to_tensor(gt), spatial=True) for s in samples])
-    row = measure.measure_image(samples, gt, scale=4)
+    row = measuring.measure_image(samples, gt, scale=4)
     assert row['diversity'] == pytest.approx(diversity_score(maps), rel=1e-6)
     assert row['diversity'] > 0
 
 
 def test_lr_psnr_of_both_definitions():
     sr = np.full((32, 32, 3), 100, np.uint8)
-    row = measure.measure_image([sr], sr.copy(), lq=np.full((8, 8, 3), 103, np.uint8), use_lpips=False)
+    row = measuring.measure_image([sr], sr.copy(), lq=np.full((8, 8, 3), 103, np.uint8), use_lpips=False)
     assert row['lr_psnr'] == pytest.approx(20 * math.log10(255 / 3))  # against the LR input
     assert row['lr_psnr_gt'] == float('inf')  # downscaled SR equals downscaled GT
 
 
 def test_metrics_are_the_mean_over_the_samples():
     gt = np.full((16, 16, 3), 100, np.uint8)
-    row = measure.measure_image([gt + 1, gt + 2], gt, scale=4, use_lpips=False)
+    row = measuring.measure_image([gt + 1, gt + 2], gt, scale=4, use_lpips=False)
     assert row['psnr'] == pytest.approx((20 * math.log10(255) + 20 * math.log10(255 / 2)) / 2)
 
 
 def test_gt_larger_by_less_than_the_scale_is_cropped_to_the_sr_size():
     gt = _random(0, 35, 34)
-    row = measure.measure_image([gt[:32, :32]], gt, lq=np.zeros((8, 8, 3), np.uint8), use_lpips=False)
+    row = measuring.measure_image([gt[:32, :32]], gt, lq=np.zeros((8, 8, 3), np.uint8), use_lpips=False)
     assert row['psnr'] == float('inf')
     with pytest.raises(ValueError, match=r'GT .*\(36, 32, 3\)'):
-        measure.measure_image([gt[:32, :32]], _random(0, 36, 32), scale=4, use_lpips=False)
+        measuring.measure_image([gt[:32, :32]], _random(0, 36, 32), scale=4, use_lpips=False)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -179,7 +180,7 @@ def folders(tmp_path):
 
 def test_measure_gives_a_row_per_image_and_the_mean(folders, lpips_hub):
     sr, gt, lr = folders
-    rows = measure.measure(sr, gt, lr, verbose=False)
+    rows = measuring.measure(sr, gt, lr, verbose=False)
     assert [r['image'] for r in rows] == ['a', 'b', 'mean']
     assert [r['samples'] for r in rows] == [2, 1, 3]
     a, b, mean = rows
@@ -192,14 +193,14 @@ def test_measure_gives_a_row_per_image_and_the_mean(folders, lpips_hub):
 
 def test_csv_and_markdown_tables(folders):
     sr, gt, lr = folders
-    rows = measure.measure(sr, gt, lr, use_lpips=False, verbose=False)
-    measure.write_csv(rows, osp.join(sr, 'm.csv'))
+    rows = measuring.measure(sr, gt, lr, use_lpips=False, verbose=False)
+    measuring.write_csv(rows, osp.join(sr, 'm.csv'))
     with open(osp.join(sr, 'm.csv')) as f:
         table = list(csv.DictReader(f))
     assert list(table[0]) == ['image', 'samples', 'psnr', 'ssim', 'psnr_y', 'ssim_y', 'lr_psnr', 'lr_psnr_gt']
     assert [r['image'] for r in table] == ['a', 'b', 'mean']
     assert table[1]['psnr'] == 'inf' and float(table[0]['psnr']) == pytest.approx(rows[0]['psnr'])
-    md = measure.format_markdown(rows).splitlines()
+    md = measuring.format_markdown(rows).splitlines()
     assert md[0] == '| image | samples | PSNR | SSIM | PSNR-Y | SSIM-Y | LR-PSNR (LR input) | ' \
                     'LR-PSNR (NTIRE, downscaled GT) |'
     assert len(md) == 2 + 3
@@ -242,20 +243,20 @@ def sampled(tmp_path):
 def test_measuring_sample_py_output_needs_one_temperature(sampled):
     sr, gt = sampled
     with pytest.raises(ValueError, match=r'SR files of a carry 2 temperatures \(0, 0\.9\).*--temperature'):
-        measure.measure(sr, gt, scale=4, use_lpips=False, verbose=False)
+        measuring.measure(sr, gt, scale=4, use_lpips=False, verbose=False)
     with pytest.raises(ValueError, match=r'SR files of a carry 2 temperatures'):
         measure.main(['--sr', sr, '--gt', gt, '--scale', '4', '--no_lpips'])
     zero = measure.main(['--sr', sr, '--gt', gt, '--scale', '4', '--no_lpips', '--temperature', '0'])
     assert zero[0]['samples'] == 1 and zero[0]['psnr'] == float('inf')
-    hot = measure.measure(sr, gt, scale=4, use_lpips=False, verbose=False, temperature=0.9)
-    both = measure.measure_image([_random(1), _random(2)], _random(0), scale=4, use_lpips=False)
+    hot = measuring.measure(sr, gt, scale=4, use_lpips=False, verbose=False, temperature=0.9)
+    both = measuring.measure_image([_random(1), _random(2)], _random(0), scale=4, use_lpips=False)
     assert hot[0]['samples'] == 2 and hot[0]['psnr'] == pytest.approx(both['psnr'])
 
 
 def test_a_temperature_without_files_is_an_error_naming_it(sampled):
     sr, gt = sampled
     with pytest.raises(ValueError, match=r'No SR images in .* at temperature 0\.8 \(<image>_t0\.8_s<k>\.png\)'):
-        measure.measure(sr, gt, scale=4, use_lpips=False, verbose=False, temperature=0.8)
+        measuring.measure(sr, gt, scale=4, use_lpips=False, verbose=False, temperature=0.8)
 
 
 def test_image_extensions_are_recognised_in_any_case(tmp_path):
@@ -267,7 +268,7 @@ def test_image_extensions_are_recognised_in_any_case(tmp_path):
     _write(sr, 'b.png', b)
     with open(osp.join(sr, 'notes.txt'), 'w') as f:  # not an image extension: ignored
         f.write('not an image')
-    rows = measure.measure(sr, gt, scale=4, use_lpips=False, verbose=False)
+    rows = measuring.measure(sr, gt, scale=4, use_lpips=False, verbose=False)
     assert [(r['image'], r['samples'], r['psnr']) for r in rows] == [('a', 1, float('inf')), ('b', 1, float('inf')),
                                                                      ('mean', 2, float('inf'))]
 
@@ -275,4 +276,4 @@ def test_image_extensions_are_recognised_in_any_case(tmp_path):
 def test_lr_folder_or_scale_is_required(folders):
     sr, gt, _ = folders
     with pytest.raises(ValueError, match='scale'):
-        measure.measure(sr, gt, use_lpips=False)
+        measuring.measure(sr, gt, use_lpips=False)

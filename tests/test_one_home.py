@@ -16,7 +16,7 @@ from devices import num_gpu
 from helpers_train import make_opt
 from srflow_plugin.models.srflow_model import SRFlowModel
 from srflow_plugin.options_schema import OptionError
-from srflow_plugin.tools import measure
+from srflow_plugin.inference import measuring
 from srflow_plugin.tools import prepare_data
 from srflow_plugin.tools import sample as sample_tool
 from srflow_plugin.utils.checkpoint import atomic_save, remove_stale_temporaries
@@ -73,8 +73,8 @@ def test_validation_and_srflow_sample_give_the_same_image_for_the_same_seed_and_
 
     rows = {}
     for folder in ('validation', 'sampled'):
-        rows[folder] = measure.measure(str(tmp_path / folder), str(pair / 'gt'), str(pair / 'lr'), use_lpips=False,
-                                       verbose=False, temperature=0.8)
+        rows[folder] = measuring.measure(str(tmp_path / folder), str(pair / 'gt'), str(pair / 'lr'), use_lpips=False,
+                                         verbose=False, temperature=0.8)
         assert [r['image'] for r in rows[folder]] == ['0801', 'mean'] and rows[folder][0]['samples'] == 2
     assert rows['validation'][0]['psnr'] == rows['sampled'][0]['psnr']
 
@@ -84,7 +84,7 @@ def test_measure_without_a_temperature_refuses_validation_output_of_several_heat
     for name in ('0801_5000_t0_s0.png', '0801_5000_t0.8_s0.png'):
         write_image(folder / name, 32, 40, seed=1)
     with pytest.raises(ValueError, match=r'SR files of 0801 carry 2 temperatures \(0, 0\.8\)'):
-        measure.measure(str(tmp_path / 'visualization'), str(pair / 'gt'), scale=4, use_lpips=False, verbose=False)
+        measuring.measure(str(tmp_path / 'visualization'), str(pair / 'gt'), scale=4, use_lpips=False, verbose=False)
 
 
 # ---------------------------------------------------------------------------------------------------- non-finite
@@ -114,8 +114,8 @@ def test_samples_with_non_finite_pixels_are_counted_listed_and_left_out_of_measu
     assert '0801 at temperature 0.8: 6 non-finite pixels' in err
     assert 'Non-finite pixels per temperature: 0.8: 6' in err
     assert (tmp_path / 'out' / 'nonfinite.tsv').read_text() == '0801_t0.8_s1.png\t6\n'
-    rows = measure.measure(str(tmp_path / 'out'), str(pair / 'gt'), str(pair / 'lr'), use_lpips=False,
-                           verbose=False)
+    rows = measuring.measure(str(tmp_path / 'out'), str(pair / 'gt'), str(pair / 'lr'), use_lpips=False,
+                             verbose=False)
     assert rows[0]['samples'] == 1 and rows[0]['nonfinite'] == 1 and rows[1]['nonfinite'] == 1
     assert 'left out of the metrics: ' + str(tmp_path / 'out' / '0801_t0.8_s1.png') in capsys.readouterr().err
     # a re-run that writes the file finite again takes it off the list
@@ -185,7 +185,7 @@ def test_corrupt_images_are_an_error_naming_the_file_in_sample_and_prepare_data_
 def test_measure_names_a_truncated_sr_file(pair, tmp_path):
     _truncated_jpeg(tmp_path / 'sr' / '0801_t0.8_s0.jpg')
     with pytest.raises(OSError, match=r'0801_t0\.8_s0\.jpg: the JPEG is truncated'):
-        measure.measure(str(tmp_path / 'sr'), str(pair / 'gt'), scale=4, use_lpips=False, verbose=False)
+        measuring.measure(str(tmp_path / 'sr'), str(pair / 'gt'), scale=4, use_lpips=False, verbose=False)
 
 
 # ---------------------------------------------------------------------------------------------------- I/O failures

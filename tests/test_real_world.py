@@ -151,7 +151,7 @@ def test_network_of_option_files_builds(tmp_path):
 
 
 def test_study_report_averages_the_seeds():
-    from srflow_plugin.tools.real_world_study import MODELS, SAFE_TEMPERATURES, report
+    from real_world_study import MODELS, SAFE_TEMPERATURES, report
 
     def seed_result(value):
         sr = {'psnr_t0': value, 'lpips': 0.5, 'lr_psnr': 30.0, 'diversity': 2.0}

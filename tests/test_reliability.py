@@ -20,9 +20,11 @@ from srflow_plugin.entry import checked_parse_options
 from srflow_plugin.models import preflight
 from srflow_plugin.models.srflow_model import SRFlowModel
 from srflow_plugin.options_schema import OptionError, check_options
+from srflow_plugin.inference import measuring, sampling
+from srflow_plugin.inference.loading import load_srflow
 from srflow_plugin.tools import compare, convert, latent, measure, prepare_data
 from srflow_plugin.tools import sample as sample_tool
-from srflow_plugin.utils.checkpoint import load_srflow, remove_stale_temporaries, save_srflow
+from srflow_plugin.utils.checkpoint import remove_stale_temporaries, save_srflow
 from srflow_plugin.utils.lmdb_check import check_lmdb
 from srflow_plugin.utils.option_file import MAX_OPTION_VALUES
 from srflow_plugin.utils.run_lock import hold_folder, lock_path, release_folder
@@ -156,8 +158,8 @@ def test_measure_refuses_the_samples_of_several_iterations_as_one_image(pair, tm
         for k in range(2):
             write_image(tmp_path / 'visualization' / f'0801_{iteration}_t0.8_s{k}.png', 32, 40, seed=k)
     with pytest.raises(ValueError, match=r"SR files of 0801 come from 2 iterations or runs \('2', '4'"):
-        measure.measure(str(tmp_path / 'visualization'), str(pair / 'gt'), scale=4, use_lpips=False, verbose=False,
-                        temperature=0.8)
+        measuring.measure(str(tmp_path / 'visualization'), str(pair / 'gt'), scale=4, use_lpips=False, verbose=False,
+                          temperature=0.8)
 
 
 def test_a_key_given_twice_in_an_option_file_is_refused(tmp_path, monkeypatch):
@@ -236,7 +238,7 @@ def test_srflow_sample_writes_samples_while_it_samples_in_bounded_batches(pair, 
 
     monkeypatch.setattr(type(tiny_net()), 'decode', counting_decode)
     monkeypatch.setattr(sample_tool, 'write_image', write)
-    monkeypatch.setattr(sample_tool, 'SAMPLE_BATCH_BYTES', 1)  # one output at a time
+    monkeypatch.setattr(sampling, 'SAMPLE_BATCH_BYTES', 1)  # one output at a time
     sample_tool.main(['-i', str(pair / 'lr'), '-c', str(pair / 'tiny.pth'), '-o', str(tmp_path / 'o'),
                       '--temperatures', '0.8', '--num_samples', '20'])
     assert len(decoded) == 20 and at_first_write == [1] and len(os.listdir(tmp_path / 'o')) == 20
@@ -245,9 +247,9 @@ def test_srflow_sample_writes_samples_while_it_samples_in_bounded_batches(pair, 
 def test_streamed_samples_are_the_samples_of_sample_image(pair, monkeypatch):
     net = load_srflow(str(pair / 'tiny.pth'))
     lq = torch.rand(1, 3, 8, 10, generator=torch.Generator().manual_seed(0))
-    whole = sample_tool.sample_image(net, lq, [0.0, 0.5, 0.8], 3, torch.Generator().manual_seed(1))
-    monkeypatch.setattr(sample_tool, 'SAMPLE_BATCH_BYTES', 1)
-    streamed = dict(sample_tool.iter_samples(net, lq, [0.0, 0.5, 0.8], 3, torch.Generator().manual_seed(1)))
+    whole = sampling.sample_image(net, lq, [0.0, 0.5, 0.8], 3, torch.Generator().manual_seed(1))
+    monkeypatch.setattr(sampling, 'SAMPLE_BATCH_BYTES', 1)
+    streamed = dict(sampling.iter_samples(net, lq, [0.0, 0.5, 0.8], 3, torch.Generator().manual_seed(1)))
     assert sorted(streamed) == sorted(whole)
     assert all(torch.equal(streamed[key], whole[key]) for key in whole)
 
@@ -390,7 +392,7 @@ def test_every_console_command_refuses_an_output_inside_its_input(pair, tmp_path
 
 def test_an_image_too_large_for_the_memory_is_refused_before_sampling_naming_a_tile_that_fits(pair, tmp_path,
                                                                                               monkeypatch, capsys):
-    from srflow_plugin.tools import tiling
+    from srflow_plugin.inference import tiling
     write_image(tmp_path / 'big' / 'big.png', 300, 300)
     net = load_srflow(str(pair / 'tiny.pth'))
     per_pixel = tiling.condition_bytes_per_pixel(net)

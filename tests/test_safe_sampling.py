@@ -9,11 +9,12 @@ import srflow_plugin  # noqa: F401
 from helpers_train import make_opt, val_loader
 from srflow_plugin.models import SRFlowModel
 from srflow_plugin.models import validation
+from srflow_plugin.inference import sampling
+from srflow_plugin.inference.safe_sampling import bad_pixel_mask, decode_safely, latent_region
 from srflow_plugin.tools import latent as latent_tool
 from srflow_plugin.tools import sample as sample_tool
 from srflow_plugin.utils.image import read_nonfinite
-from srflow_plugin.utils.safe_sampling import bad_pixel_mask, decode_safely, latent_region
-from srflow_plugin.tools import save_srflow
+from srflow_plugin.utils.checkpoint import save_srflow
 from test_sample import TINY, tiny_net, write_image
 
 pytestmark = pytest.mark.usefixtures('single_thread')
@@ -70,10 +71,10 @@ def test_finite_samples_stay_bit_identical():
     assert torch.equal(safe, plain) and repair.pixels == 0 and repair.rounds == 0
     lq = torch.rand(1, 3, *LQ, generator=torch.Generator().manual_seed(2))
     for tile in (None, 4):
-        drawn = sample_tool.sample_image(net, lq, [0.0, 0.9], 2, torch.Generator().manual_seed(3), tile, 2)
+        drawn = sampling.sample_image(net, lq, [0.0, 0.9], 2, torch.Generator().manual_seed(3), tile, 2)
         repairs = {}
-        safe = sample_tool.sample_image(net, lq, [0.0, 0.9], 2, torch.Generator().manual_seed(3), tile, 2, True,
-                                        repairs)
+        safe = sampling.sample_image(net, lq, [0.0, 0.9], 2, torch.Generator().manual_seed(3), tile, 2, True,
+                                     repairs)
         assert drawn.keys() == safe.keys() and repairs == {}
         assert all(torch.equal(drawn[k], safe[k]) for k in drawn)
 
@@ -111,8 +112,8 @@ def test_sample_command_repairs_and_says_so(tmp_path, monkeypatch, capsys):
     checkpoint = tmp_path / 'net.pth'
     save_srflow(healthy(tiny_net()), str(checkpoint), {'type': 'SRFlowNet', **TINY})
     write_image(tmp_path / 'lr' / 'img.png', *LQ)
-    draw = sample_tool.draw_noise
-    monkeypatch.setattr(sample_tool, 'draw_noise', lambda *a: [poisoned(z) for z in draw(*a)])
+    draw = sampling.draw_noise
+    monkeypatch.setattr(sampling, 'draw_noise', lambda *a: [poisoned(z) for z in draw(*a)])
     out = tmp_path / 'out'
     sample_tool.main(['-i', str(tmp_path / 'lr'), '-c', str(checkpoint), '-o', str(out), '--temperatures', '0.9',
                       '--num_samples', '2', '--safe_sampling'])

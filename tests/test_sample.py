@@ -1,4 +1,5 @@
-"""Sampling CLI (srflow-sample, srflow_plugin.tools.sample) and checkpoint loading (utils.checkpoint).
+"""Sampling CLI (srflow-sample, srflow_plugin.tools.sample over srflow_plugin.inference.sampling) and checkpoint
+loading (inference.loading).
 
 ``tiny_net`` / ``write_tiny_checkpoint`` / ``write_image`` are shared with test_tiling.py and test_latent_tools.py.
 """
@@ -15,9 +16,11 @@ import yaml
 
 import srflow_plugin  # noqa: F401  (before basicsr: installs the torchvision shim)
 from srflow_plugin.archs import SRFlowNet
-from srflow_plugin.tools import load_srflow, save_srflow
+from srflow_plugin.inference import sampling
+from srflow_plugin.inference.grid import label_height, tile_origin
+from srflow_plugin.inference.loading import load_srflow
 from srflow_plugin.tools import sample as sample_tool
-from srflow_plugin.tools.grid import label_height, tile_origin
+from srflow_plugin.utils.checkpoint import save_srflow
 from srflow_plugin.utils.sampling import image_name, output_name
 from helpers_train import subprocess_env
 
@@ -134,14 +137,14 @@ def test_samples_of_one_image_share_one_lr_encoding():
     calls = []
     condition = net.condition
     net.condition = lambda lq: calls.append(tuple(lq.shape)) or condition(lq)
-    samples = sample_tool.sample_image(net, torch.rand(1, 3, 6, 6), [0.0, 0.8, 0.9], 3, torch.Generator())
+    samples = sampling.sample_image(net, torch.rand(1, 3, 6, 6), [0.0, 0.8, 0.9], 3, torch.Generator())
     assert len(samples) == 1 + 3 + 3 and calls == [(1, 3, 6, 6)]
 
 
 def test_temperature_zero_gives_one_sample_and_every_temperature_scales_the_same_noise_per_sample():
     net = tiny_net()
     lq = torch.rand(1, 3, 6, 8, generator=torch.Generator().manual_seed(0))
-    samples = sample_tool.sample_image(net, lq, [0.0, 0.8, 0.9], 2, torch.Generator().manual_seed(5))
+    samples = sampling.sample_image(net, lq, [0.0, 0.8, 0.9], 2, torch.Generator().manual_seed(5))
     assert sorted(samples) == [(0.0, 0), (0.8, 0), (0.8, 1), (0.9, 0), (0.9, 1)]
     generator = torch.Generator().manual_seed(5)
     noise = [net.draw_latents(6, 8, 1.0, generator) for _ in range(2)]  # z_0, z_1: sample k decodes T * z_k
@@ -154,8 +157,8 @@ def test_temperature_zero_gives_one_sample_and_every_temperature_scales_the_same
 def test_a_sample_does_not_depend_on_the_other_temperatures_asked_for():
     net = tiny_net()
     lq = torch.rand(1, 3, 6, 8, generator=torch.Generator().manual_seed(0))
-    alone = sample_tool.sample_image(net, lq, [0.8], 2, torch.Generator().manual_seed(5))
-    among = sample_tool.sample_image(net, lq, [0.0, 0.5, 0.8], 2, torch.Generator().manual_seed(5))
+    alone = sampling.sample_image(net, lq, [0.8], 2, torch.Generator().manual_seed(5))
+    among = sampling.sample_image(net, lq, [0.0, 0.5, 0.8], 2, torch.Generator().manual_seed(5))
     assert all(torch.equal(alone[(0.8, k)], among[(0.8, k)]) for k in (0, 1))
 
 

@@ -1,13 +1,13 @@
-"""Tiled decoding (srflow_plugin.tools.tiling) and the picture grid layout (srflow_plugin.tools.grid)."""
+"""Tiled decoding (srflow_plugin.inference.tiling) and the picture grid layout (srflow_plugin.inference.grid)."""
 import numpy as np
 import pytest
 import torch
 
 import srflow_plugin  # noqa: F401  (before basicsr: installs the torchvision shim)
 from srflow_plugin.archs import RELEASED_CONFIGS, SRFlowNet
-from srflow_plugin.tools.grid import GAP, label_height, make_grid, tile_origin
-from srflow_plugin.tools.tiling import (decode_tiled, measure_receptive_radius, needed_overlap,
-                                        receptive_radius, tile_boxes)
+from srflow_plugin.inference.grid import GAP, label_height, make_grid, tile_origin
+from srflow_plugin.inference.tiling import (decode_tiled, measure_receptive_radius, needed_overlap,
+                                            receptive_radius, tile_boxes)
 from devices import to_device
 from test_sample import tiny_net
 

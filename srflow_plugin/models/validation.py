@@ -12,9 +12,9 @@ averaged over the samples of a heat, then over the images. A dataset-level metri
 class with :func:`register_dataset_metric`; it is built once per heat, sees every sample (``update``) and reports
 once (``compute``). Both give the key ``<name>_t<heat>``. A sample with non-finite pixels is counted (key
 ``nonfinite_t<heat>``, pixels summed over images and samples), warned about, and left out of every metric. With
-``val.safe_sampling`` such samples are repaired first (:mod:`srflow_plugin.utils.safe_sampling`; key
+``val.safe_sampling`` such samples are repaired first (:mod:`srflow_plugin.inference.safe_sampling`; key
 ``repaired_t<heat>``: the bad pixels repaired). With ``val.lr_consistency: N`` every sample is also
-measured after N back-projection steps onto its LR input (:mod:`srflow_plugin.utils.lr_consistency`), under the
+measured after N back-projection steps onto its LR input (:mod:`srflow_plugin.inference.lr_consistency`), under the
 keys ``<name>_projected_t<heat>``.
 """
 import inspect
@@ -28,13 +28,13 @@ from basicsr.utils import get_root_logger
 from tqdm import tqdm
 
 from srflow_plugin.archs.srflow_arch import mixed_precision
+from srflow_plugin.inference.lr_consistency import back_project
+from srflow_plugin.inference.safe_sampling import decode_safely
 from srflow_plugin.options_schema import get_option
 from srflow_plugin.utils.image import crop_gt_to_sr, nonfinite_pixels, record_nonfinite, to_image, write_image
 from srflow_plugin.utils.paths import path_component
-from srflow_plugin.utils.safe_sampling import decode_safely
 from srflow_plugin.utils.sampling import (draw_noise, image_generator, image_name, output_name, sample_keys, scaled,
                                           temperature_tag)
-from srflow_plugin.utils.lr_consistency import back_project
 from srflow_plugin.utils.table import write_csv
 
 __all__ = ['DATASET_METRICS', 'register_dataset_metric', 'heat_suffix', 'validate']

@@ -5,6 +5,10 @@ holds its network options (``network_g``), so ``load_srflow(builtin_checkpoint()
 """
 from os import path as osp
 
+from srflow_plugin.inference.loading import load_srflow
+from srflow_plugin.utils.checkpoint import save_srflow
+from srflow_plugin.utils.option_file import read_option_file
+
 BUILTIN_X4 = osp.join(osp.dirname(osp.abspath(__file__)), 'srflow_builtin_x4.pth')
 
 
@@ -46,8 +50,6 @@ def pack_checkpoint(checkpoint, opt, output=BUILTIN_X4):
     Returns:
         str: ``output``.
     """
-    from srflow_plugin.utils.checkpoint import load_srflow, save_srflow
-    from srflow_plugin.utils.option_file import read_option_file
     net = load_srflow(checkpoint, opt)  # refuses non-finite weights, naming the parameter
     save_srflow(net, output, read_option_file(opt)['network_g'])
     return output

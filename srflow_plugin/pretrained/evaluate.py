@@ -1,29 +1,19 @@
 """Held-out figures of an SRFlow model beside bicubic and its encoder alone (docs/model-card.md).
 
-One row per method, each the mean over the images of :func:`srflow_plugin.tools.measure.measure_image` (PSNR and
+One row per method, each the mean over the images of :func:`srflow_plugin.inference.measuring.measure_image` (PSNR and
 SSIM on RGB with ``crop_border``, LR-PSNR against the LR input, LPIPS with AlexNet, NTIRE diversity over the
 samples of one temperature > 0).
 """
-import importlib
 import time
 
 import torch
 
+from srflow_plugin.inference.lr_consistency import back_project
+from srflow_plugin.inference.measuring import format_markdown, mean_row, measure_image
+from srflow_plugin.inference.sampling import sample_image
 from srflow_plugin.metrics import bicubic_upscale_matlab
-from srflow_plugin.tools.measure import format_markdown, mean_row, measure_image
-from srflow_plugin.tools.sample import sample_image
 from srflow_plugin.utils.image import to_image, to_tensor
 from srflow_plugin.utils.sampling import image_generator
-
-LR_CONSISTENCY = 'srflow_plugin.utils.lr_consistency'
-
-
-def lr_projection():
-    """``back_project(sr, lr, scale, iterations)`` of the LR-consistency module, or None where it is missing."""
-    try:
-        return importlib.import_module(LR_CONSISTENCY).back_project
-    except (ImportError, AttributeError):
-        return None
 
 
 def _row(method, per_image):
@@ -45,17 +35,14 @@ def evaluate_methods(pairs, flow, rrdb=None, temperatures=(0.0, 0.8), num_sample
         num_samples (int): Samples per temperature > 0 (their mean, and their diversity).
         seed (int): Seed of the samples (per image, as srflow-sample's ``--seed``).
         crop_border (int): Border left out of PSNR, SSIM and LPIPS.
-        projection_iterations (int): > 0 adds each flow row again after LR-consistency back-projection with this
-            many iterations (needs :data:`LR_CONSISTENCY`).
+        projection_iterations (int): > 0 adds each flow row again after LR-consistency back-projection
+            (:func:`srflow_plugin.inference.lr_consistency.back_project`) with this many iterations.
         use_lpips (bool): LPIPS and diversity columns.
 
     Returns:
         tuple: (rows, seconds per flow image and temperature) where rows are dicts with 'image' naming the method.
     """
     scale = flow.scale
-    back_project = lr_projection() if projection_iterations else None
-    if projection_iterations and back_project is None:
-        raise ValueError(f'LR-consistency projection asked for, but {LR_CONSISTENCY} is not in this installation')
     device = next(flow.parameters()).device
     methods = {'bicubic (MATLAB)': []}
     if rrdb is not None:
@@ -74,7 +61,7 @@ def evaluate_methods(pairs, flow, rrdb=None, temperatures=(0.0, 0.8), num_sample
             tensors = [sr for (key_t, _), sr in samples.items() if key_t == float(t)]
             label = f'SRFlow tau={t:g}'
             methods.setdefault(label, []).append(measure_image([to_image(sr) for sr in tensors], **measure))
-            if back_project is not None:
+            if projection_iterations:
                 projected = [to_image(back_project(sr.clamp(0, 1), to_tensor(lq), scale, projection_iterations))
                              for sr in tensors]
                 methods.setdefault(f'{label} + projection', []).append(measure_image(projected, **measure))

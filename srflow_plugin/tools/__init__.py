@@ -1,19 +1,20 @@
-"""The console commands (each ``main(argv)`` for Python, ``cli`` for its entry point in setup.py):
+"""The console commands (each ``main(argv)`` for Python, ``cli`` for its entry point in setup.py), thin argparse
+programs over the library:
 
-- ``sample``: ``srflow-sample``, samples at several temperatures, tiling (``tiling``), picture grids (``grid``).
+- ``sample``: ``srflow-sample``, samples at several temperatures, tiled, with picture grids
+  (:mod:`srflow_plugin.inference.sampling`).
 - ``latent``: ``srflow-latent``, encode / transfer / sweep.
-- ``measure``: ``srflow-measure``, PSNR, SSIM, LPIPS, LR-PSNR and diversity of a folder of samples.
+- ``measure``: ``srflow-measure``, PSNR, SSIM, LPIPS, LR-PSNR and diversity of a folder of samples
+  (:mod:`srflow_plugin.inference.measuring`).
 - ``prepare_data``: ``srflow-prepare-data``, GT sub-images, bicubic LR images and LMDBs.
 - ``convert``: ``srflow-convert``, the SRFlow release's checkpoints as BasicSR checkpoints.
 - ``complexity``: ``srflow-complexity``, parameters, MACs per output pixel and receptive field of networks.
 - ``compare``: ``srflow-compare``, the comparison table, picture grid and temperature plot of several models.
 
 ``command`` holds what every command shares (``console_command``: exit status and one-line errors; the help
-formatter); ``flow_vs_gan`` runs the flow-versus-GAN study (``python scripts/flow_vs_gan.py``). ``srflow-train`` and
-``srflow-test`` are ``srflow_plugin.train`` and ``srflow_plugin.test``.
+formatter; ``--device``). ``srflow-train`` and ``srflow-test`` are ``srflow_plugin.train`` and
+``srflow_plugin.test``; the studies (flow versus GAN, real world) are programs in ``scripts/``.
 
-Checkpoints (``load_srflow`` / ``save_srflow``), images and sample naming live in ``srflow_plugin.utils``.
+Loading a trained network, sampling, tiling, measuring and grids are :mod:`srflow_plugin.inference`; checkpoints,
+images and sample naming live in :mod:`srflow_plugin.utils`.
 """
-from srflow_plugin.utils.checkpoint import load_srflow, save_srflow
-
-__all__ = ['load_srflow', 'save_srflow']

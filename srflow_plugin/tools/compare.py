@@ -39,13 +39,14 @@ import numpy as np
 import torch
 
 import srflow_plugin  # noqa: F401  (registers the archs; before basicsr: installs the torchvision shim)
+from basicsr.archs import build_network
 from basicsr.utils import imwrite
 from srflow_plugin.archs.flow_base import ConditionalFlowNet
+from srflow_plugin.inference.grid import bicubic_upscale, make_grid, nearest_upscale
+from srflow_plugin.inference.measuring import find_lr, group_samples, measure
+from srflow_plugin.inference.sampling import sample_image
 from srflow_plugin.metrics.bootstrap import paired_difference
-from srflow_plugin.tools import measure as measure_tool
 from srflow_plugin.tools.command import HelpFormatter, add_device_argument, console_command, resolve_device
-from srflow_plugin.tools.grid import bicubic_upscale, make_grid, nearest_upscale
-from srflow_plugin.tools.sample import sample_image
 from srflow_plugin.utils.checkpoint import checkpoint_params, load_weights, read_checkpoint, strip_module_prefix
 from srflow_plugin.utils.image import images_in, list_images, read_image, to_image, to_tensor
 from srflow_plugin.utils.option_file import read_option_file
@@ -102,7 +103,6 @@ def load_network(options, checkpoint=None, device='cpu'):
     Returns:
         tuple: (network, scale of the option file or None).
     """
-    from basicsr.archs import build_network
     opt = read_option_file(options)
     if not isinstance(opt.get('network_g'), dict):
         raise ValueError(f'Option file {options} has no network_g section')
@@ -139,7 +139,7 @@ def run_model(net, lr_folder, out_dir, scale, temperatures=(0.0, 0.8), samples=3
 def _groups(folder, gt_folder):
     """measure's pairing of a folder's SR files with the GT images: {GT stem: [SR files]}."""
     gt_stems = {osp.splitext(osp.basename(p))[0]: p for p in images_in(gt_folder)}
-    return measure_tool.group_samples(images_in(folder, recursive=True), gt_stems)
+    return group_samples(images_in(folder, recursive=True), gt_stems)
 
 
 def _temperatures(folder, gt_folder):
@@ -186,10 +186,9 @@ def compare(models, gt_folder, lr_folder, out_dir, scale=4, temperatures=(0.0, 0
             run_model(net, lr_folder, folder, scale, temperatures, samples, seed)
         folders[spec.name] = folder
         for temperature in _temperatures(folder, gt_folder):
-            image_rows = measure_tool.measure(folder, gt_folder, lr_folder, scale, crop_border, use_lpips=use_lpips,
-                                              verbose=False, temperature=temperature, fid=use_fid,
-                                              fid_features=fid_features, kid=use_fid, bootstrap=bootstrap,
-                                              device=device)
+            image_rows = measure(folder, gt_folder, lr_folder, scale, crop_border, use_lpips=use_lpips,
+                                 verbose=False, temperature=temperature, fid=use_fid, fid_features=fid_features,
+                                 kid=use_fid, bootstrap=bootstrap, device=device)
             mean = image_rows[-1]
             row = OrderedDict(model=spec.name, temperature='' if temperature is None else temperature_tag(temperature))
             for key in ('fid', 'kid', 'lpips', 'psnr', 'ssim', 'lr_psnr', 'diversity'):
@@ -268,7 +267,7 @@ def _pick(folder, stem, temperature):
         path = osp.join(folder, name)
         if osp.isfile(path):
             return read_image(path)
-    paths = measure_tool.group_samples(images_in(folder, recursive=True), {stem: stem}).get(stem, [])
+    paths = group_samples(images_in(folder, recursive=True), {stem: stem}).get(stem, [])
     if temperature is not None:
         paths = [p for p in paths if temperature_of(p, stem) == temperature_tag(temperature)]
     if not paths:
@@ -293,7 +292,7 @@ def picture_grid(folders, gt_folder, lr_folder, scale, images=3, crop=None, temp
     for gt_path in list_images(gt_folder)[:images]:
         stem = osp.splitext(osp.basename(gt_path))[0]
         gt = read_image(gt_path)
-        lr_path = measure_tool.find_lr(lr_paths, stem)
+        lr_path = find_lr(lr_paths, stem)
         if lr_path is None:
             raise FileNotFoundError(f'No LR image of {stem} in {lr_folder}')
         lq = read_image(lr_path)

@@ -31,18 +31,20 @@ import os
 import sys
 from os import path as osp
 
+import cv2
 import numpy as np
 import torch
 
 import srflow_plugin  # noqa: F401  (before basicsr: installs the torchvision shim)
+from srflow_plugin.inference.grid import make_grid
+from srflow_plugin.inference.loading import load_srflow
+from srflow_plugin.inference.safe_sampling import decode_safely, repair_summary
 from srflow_plugin.metrics import bicubic_downscale
 from srflow_plugin.pretrained import resolve_checkpoint
 from srflow_plugin.tools.command import HelpFormatter, add_device_argument, console_command, resolve_device
-from srflow_plugin.tools.grid import make_grid
-from srflow_plugin.utils.checkpoint import atomic_save, load_srflow, read_checkpoint
+from srflow_plugin.utils.checkpoint import atomic_save, read_checkpoint
 from srflow_plugin.utils.image import read_image, to_image, to_tensor, write_image
 from srflow_plugin.utils.paths import check_outputs
-from srflow_plugin.utils.safe_sampling import decode_safely, repair_summary
 from srflow_plugin.utils.sampling import draw_noise, image_generator, image_name, scaled
 
 __all__ = ['latent_strides', 'reconstruction_error', 'encode_image', 'save_latents', 'load_latents', 'box_cells',
@@ -179,7 +181,7 @@ def _decode(net, lq, latents, safe=False):
 
 def content_transfer(net, source_latents, target_latents, target_lq, box, offset=(0, 0), normalize=True, safe=False):
     """Image content transfer: the target decoded with the source's latents pasted into ``box`` (+ ``offset``);
-    ``safe`` repairs bad pixels (:mod:`srflow_plugin.utils.safe_sampling`).
+    ``safe`` repairs bad pixels (:mod:`srflow_plugin.inference.safe_sampling`).
 
     Returns:
         Tensor: HR image [1, C, H, W] of the target's size (CPU, not clamped).
@@ -198,7 +200,7 @@ def style_transfer(net, source_latents, target_lq, target_latents=None, normaliz
         target_lq (Tensor): LR of B.
         target_latents (list[Tensor]): Latents of B, needed for ``normalize``.
         normalize (bool): Standardise A's latents per channel to B's statistics over the whole image.
-        safe (bool): Repair bad pixels (:mod:`srflow_plugin.utils.safe_sampling`).
+        safe (bool): Repair bad pixels (:mod:`srflow_plugin.inference.safe_sampling`).
 
     Returns:
         Tensor: HR image of B's size (CPU, not clamped).
@@ -222,7 +224,7 @@ def temperature_sweep(net, lq, temperatures, generator, safe=False):
     :mod:`srflow_plugin.utils.sampling` draws it), so that only the temperature changes along the sweep and each tile
     is the ``_s0`` sample that ``srflow-sample`` writes with the same seed.
 
-    ``safe``: repair samples with bad pixels (:mod:`srflow_plugin.utils.safe_sampling`).
+    ``safe``: repair samples with bad pixels (:mod:`srflow_plugin.inference.safe_sampling`).
 
     Returns:
         list[Tensor]: HR images (CPU, not clamped), one per temperature.
@@ -282,7 +284,6 @@ def run_encode(args, net):
 
 
 def _draw_box(img, box, color=(0, 0, 255)):
-    import cv2
     img = img.copy()
     x, y, w, h = box
     if w > 0 and h > 0:
@@ -366,7 +367,8 @@ def parse_args(argv=None):
     sweep.add_argument('--seed', type=int, default=0)
     for sub_parser in (transfer, sweep):
         sub_parser.add_argument('--safe_sampling', action='store_true', help='repair non-finite or far out-of-range '
-                                'pixels by redrawing that region\'s latents colder (srflow_plugin.utils.safe_sampling)')
+                                'pixels by redrawing that region\'s latents colder '
+                                '(srflow_plugin.inference.safe_sampling)')
     args = parser.parse_args(argv)
     if args.command == 'transfer' and args.mode == 'content':
         if args.box is None:

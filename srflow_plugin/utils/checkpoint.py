@@ -3,8 +3,9 @@
 - Reading: :func:`read_checkpoint` (``torch.load(weights_only=True)``: a file never runs code), the weights of a
   BasicSR checkpoint (:func:`checkpoint_params`, ``params_ema`` preferred), one ``module.`` (DDP) prefix strip
   (:func:`strip_module_prefix`) and loading with an error listing what does not fit (:func:`load_weights`).
-- A whole SRFlowNet for inference (:func:`load_srflow`). The SRFlow release's key names (its checkpoints and
-  ``RRDB_*.pth`` encoders) are renamed beside the networks, in :mod:`srflow_plugin.archs.release_checkpoint`.
+- A whole SRFlowNet for inference: :func:`srflow_plugin.inference.loading.load_srflow`. The SRFlow release's key
+  names (its checkpoints and ``RRDB_*.pth`` encoders) are renamed beside the networks, in
+  :mod:`srflow_plugin.archs.release_checkpoint`.
 - Writing: :func:`atomic_save` (a temporary ``<file>.tmp<pid>`` renamed into place: a killed process never leaves a
   half-written checkpoint; errors name the file), :func:`remove_stale_temporaries` (the ``*.tmp<pid>`` files a
   killed process left), :func:`save_srflow` (weights plus the network's configuration).
@@ -18,13 +19,11 @@ from os import path as osp
 import torch
 from basicsr.utils import get_root_logger
 
-from srflow_plugin.utils.option_file import read_option_file
 from srflow_plugin.utils.run_lock import process_running
 
 __all__ = [
     'read_checkpoint', 'checkpoint_params', 'strip_module_prefix', 'load_weights', 'atomic_save',
-    'remove_stale_temporaries', 'network_config', 'load_srflow', 'save_srflow', 'check_finite',
-    'warn_layout_mismatch', 'load_network_weights_only'
+    'remove_stale_temporaries', 'save_srflow', 'check_finite', 'warn_layout_mismatch', 'load_network_weights_only'
 ]
 
 # the temporaries of atomic_save: checkpoints and training states only (a user's notes.tmp2024 is left alone)
@@ -183,90 +182,6 @@ def remove_stale_temporaries(folder):
 
 
 # ---------------------------------------------------------------------------------------------------- SRFlowNet
-def _network_g_from_opt(opt):
-    """``network_g`` of an option file path or an already parsed option dict."""
-    source = opt
-    if isinstance(opt, str):
-        opt = read_option_file(opt)
-    if not isinstance(opt, dict) or not isinstance(opt.get('network_g'), dict):
-        raise ValueError(f'Options {source if isinstance(source, str) else "(dict)"} have no network_g section.')
-    return opt['network_g']
-
-
-def network_config(checkpoint, path, opt=None):
-    """The ``network_g`` dict to build the network from: ``opt``'s if given, else the checkpoint's.
-
-    Args:
-        checkpoint (dict): The loaded checkpoint.
-        path (str): Its file, for error messages.
-        opt (str | dict | None): A BasicSR option file (or parsed dict) with a ``network_g`` section.
-
-    Returns:
-        dict: A copy of ``network_g`` with ``type`` (default ``SRFlowNet``).
-    """
-    if opt is not None:
-        config = _network_g_from_opt(opt)
-    elif isinstance(checkpoint.get('network_g'), dict):
-        config = checkpoint['network_g']
-    else:
-        raise ValueError(f'Checkpoint {path} holds no network configuration (no "network_g" key, as BasicSR '
-                         'training checkpoints): pass the training option file (--opt) to say which network it is.')
-    config = deepcopy(config)
-    config.setdefault('type', 'SRFlowNet')
-    if config['type'] != 'SRFlowNet':
-        raise ValueError(f'network_g of {path if opt is None else opt} has type {config["type"]}; these tools '
-                         'need an SRFlowNet.')
-    return config
-
-
-def _state_dict(checkpoint, path):
-    state_dict = checkpoint_params(checkpoint)
-    if state_dict is None:
-        raise ValueError(f'Checkpoint {path} has neither "params_ema" nor "params" (keys: {sorted(checkpoint)[:10]}).')
-    return strip_module_prefix(state_dict)
-
-
-def load_srflow(path, opt=None, device='cpu'):
-    """Builds an SRFlowNet and loads a checkpoint into it, ready for inference (eval mode, on ``device``).
-
-    Args:
-        path (str): BasicSR checkpoint ``{'params': ..., 'params_ema': ...}`` (``params_ema`` is preferred), with
-            an optional ``network_g`` key holding the network's options (as written by ``save_srflow`` and the
-            release converter).
-        opt (str | dict | None): BasicSR option file (or parsed options) whose ``network_g`` builds the network;
-            needed when the checkpoint has no ``network_g`` (checkpoints saved by training), and preferred over
-            it when given.
-        device (str | torch.device): Where the network goes. Default: 'cpu'.
-
-    Returns:
-        SRFlowNet: the network in eval mode.
-
-    Raises:
-        FileNotFoundError / ValueError: naming the file when it is missing, unreadable, has no configuration, or
-        its keys or shapes do not fit the configured network.
-    """
-    import srflow_plugin  # noqa: F401  (registers SRFlowNet; installs the torchvision shim before basicsr)
-    from basicsr.archs import build_network
-
-    checkpoint = read_checkpoint(path)
-    if not isinstance(checkpoint, dict):
-        raise ValueError(f'Checkpoint {path} is not a dict (got {type(checkpoint).__name__}).')
-    config = network_config(checkpoint, path, opt)
-    if opt is not None:
-        stored = deepcopy(checkpoint.get('network_g'))
-        if isinstance(stored, dict):
-            stored.setdefault('type', 'SRFlowNet')
-        warn_layout_mismatch(stored, config, f'Checkpoint {path}')
-    state_dict = _state_dict(checkpoint, path)
-    try:
-        net = build_network(deepcopy(config))
-    except TypeError as error:  # an unknown or misspelt network_g key
-        raise ValueError(f'network_g of {opt if isinstance(opt, str) else path} does not build an SRFlowNet: '
-                         f'{error}') from error
-    load_weights(net, state_dict, f'Checkpoint {path} (for the network {config})')
-    return net.eval().to(device)
-
-
 def save_srflow(net, path, network_g):
     """Writes ``{'params': state_dict, 'network_g': network_g}``: a BasicSR checkpoint that ``load_srflow``
     can rebuild without an option file.

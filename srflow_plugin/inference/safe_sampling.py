@@ -17,6 +17,7 @@ precomputed-condition decoding all go through the same rule.
 """
 import math
 from dataclasses import dataclass
+from typing import Callable, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 from torch.nn import functional as F
@@ -45,14 +46,14 @@ class Repair:
     remaining: int = 0
 
 
-def bad_pixel_mask(sr, out_of_range=OUT_OF_RANGE):
+def bad_pixel_mask(sr: torch.Tensor, out_of_range: float = OUT_OF_RANGE) -> torch.Tensor:
     """[B, 1, H, W] bool: pixels with a non-finite channel or one outside [-out_of_range, 1 + out_of_range]."""
     sr = sr.detach()
     bad = ~sr.isfinite() | (sr < -out_of_range) | (sr > 1 + out_of_range)
     return bad.any(dim=1, keepdim=True)
 
 
-def latent_region(mask, latent_size, margin=MARGIN):
+def latent_region(mask: torch.Tensor, latent_size: Sequence[int], margin: int = MARGIN) -> torch.Tensor:
     """The cells of a latent of ``latent_size`` (h, w) whose HR footprint covers a pixel of ``mask`` [B, 1, H, W],
     grown by ``margin`` cells: [B, 1, h, w] bool. A cell covers ceil(H / h) x ceil(W / w) pixels from the top left
     (the flow pads the image at the bottom/right)."""
@@ -66,7 +67,13 @@ def latent_region(mask, latent_size, margin=MARGIN):
 
 
 @torch.no_grad()
-def decode_safely(decode, latents, sr=None, out_of_range=OUT_OF_RANGE, factor=FACTOR, rounds=ROUNDS, margin=MARGIN):
+def decode_safely(decode: Callable[[List[torch.Tensor]], torch.Tensor],
+                  latents: Sequence[torch.Tensor],
+                  sr: Optional[torch.Tensor] = None,
+                  out_of_range: float = OUT_OF_RANGE,
+                  factor: float = FACTOR,
+                  rounds: int = ROUNDS,
+                  margin: int = MARGIN) -> Tuple[torch.Tensor, Repair]:
     """Decodes ``latents`` and repairs the samples with bad pixels (the rule of this module's docstring).
 
     Args:
@@ -103,7 +110,7 @@ def decode_safely(decode, latents, sr=None, out_of_range=OUT_OF_RANGE, factor=FA
     return sr, Repair(pixels, int(bad_samples.sum()), done, int(mask.sum()))
 
 
-def repair_summary(repairs):
+def repair_summary(repairs: Iterable[Repair]) -> str:
     """One line over several :class:`Repair` records, e.g. for the end of a run."""
     repairs = [r for r in repairs if r.pixels]
     if not repairs:

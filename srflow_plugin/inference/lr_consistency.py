@@ -13,10 +13,13 @@ and then clips (alternating projections onto the set and the box); more iteratio
 the set.
 """
 import functools
+from typing import Dict, Hashable, Tuple
 
+import numpy as np
 import torch
 from basicsr.utils.matlab_functions import calculate_weights_indices
 
+from srflow_plugin.metrics.lr_psnr import calculate_lr_psnr
 from srflow_plugin.utils.image import to_image, to_tensor
 
 __all__ = ['resize_matrix', 'downscale', 'back_project', 'back_project_image', 'project_samples']
@@ -40,7 +43,7 @@ def _matrices(in_length, scale):
     return matrix, pseudo_inverse
 
 
-def resize_matrix(in_length, scale):
+def resize_matrix(in_length: int, scale: int) -> torch.Tensor:
     """The (in_length / scale, in_length) float64 matrix of MATLAB's bicubic downscaling of one image line.
 
     Args:
@@ -78,7 +81,7 @@ def _float(x):
 
 
 @torch.no_grad()
-def downscale(img, scale):
+def downscale(img: torch.Tensor, scale: int) -> torch.Tensor:
     """MATLAB-bicubic downscale of a batch by an integer factor (``imresize(img, 1 / scale)`` of BasicSR), unrounded.
 
     Args:
@@ -97,7 +100,7 @@ def downscale(img, scale):
 
 
 @torch.no_grad()
-def back_project(sr, lr, scale, iterations=1):
+def back_project(sr: torch.Tensor, lr: torch.Tensor, scale: int, iterations: int = 1) -> torch.Tensor:
     """SR images moved onto the HR images whose MATLAB-bicubic downscale is their LR image, staying in [0, 1].
 
     The SR images are first clipped to [0, 1] (as saving them would); then each iteration adds the pseudo-inverse of
@@ -131,15 +134,16 @@ def back_project(sr, lr, scale, iterations=1):
     return x.to(sr.dtype)
 
 
-def back_project_image(sr, lr, iterations):
+def back_project_image(sr: np.ndarray, lr: np.ndarray, iterations: int) -> np.ndarray:
     """:func:`back_project` of one 8-bit image (HWC uint8 BGR, as read and written by srflow_plugin.utils.image),
     returned as one: the scale is SR size / LR size."""
     scale = sr.shape[0] // max(lr.shape[0], 1)
     return to_image(back_project(to_tensor(sr), to_tensor(lr), scale, iterations))
 
 
-def project_samples(samples, lq, scale, iterations):
-    """Every sample of :func:`srflow_plugin.tools.sample.sample_image` projected onto its LR image, with the mean
+def project_samples(samples: Dict[Hashable, torch.Tensor], lq: torch.Tensor, scale: int,
+                    iterations: int) -> Tuple[Dict[Hashable, torch.Tensor], float, float]:
+    """Every sample of :func:`srflow_plugin.inference.sampling.sample_image` projected onto its LR image, with the mean
     LR-PSNR (SRFlow's definition, 8-bit images) before and after.
 
     Args:
@@ -152,7 +156,6 @@ def project_samples(samples, lq, scale, iterations):
         tuple: (projected samples, same keys; LR-PSNR before; LR-PSNR after), the LR-PSNRs averaged over the
         samples (``inf`` where a sample is exactly consistent).
     """
-    from srflow_plugin.metrics.lr_psnr import calculate_lr_psnr
     lq = lq.cpu()
     lq_img = to_image(lq)
     projected = {key: back_project(sr.nan_to_num(), lq, scale, iterations) for key, sr in samples.items()}

@@ -13,6 +13,7 @@ condition of one tile is computed once and shared by all samples. Full-size late
 """
 import math
 from dataclasses import dataclass
+from typing import Callable, List, Optional, Sequence, Union
 
 import torch
 
@@ -33,7 +34,7 @@ def _check_even(name, value, minimum):
         raise ValueError(f'{name} must be an even number of LR pixels >= {minimum}, got {value}')
 
 
-def tile_boxes(lq_h, lq_w, tile, overlap):
+def tile_boxes(lq_h: int, lq_w: int, tile: int, overlap: int) -> List[Tile]:
     """Splits an LR image of lq_h x lq_w into cores of ``tile`` x ``tile`` (smaller at the bottom/right), each
     with up to ``overlap`` pixels of context on every side (clipped at the image border). Context origins are
     even; a context thinner than 2 pixels (a 1-pixel last core at ``overlap`` 0) is widened backwards to the even
@@ -81,7 +82,12 @@ def _latent_crop(latent, box, padded_size, padded_box_size):
 
 
 @torch.no_grad()
-def decode_tiled(net, lq, latents_list, tile, overlap, progress=None):
+def decode_tiled(net: torch.nn.Module,
+                 lq: torch.Tensor,
+                 latents_list: Sequence[Sequence[torch.Tensor]],
+                 tile: int,
+                 overlap: int,
+                 progress: Optional[Callable[[], None]] = None) -> List[torch.Tensor]:
     """Decodes the latents of the whole image tile by tile and stitches the tiles' cores.
 
     Args:
@@ -123,7 +129,7 @@ def decode_tiled(net, lq, latents_list, tile, overlap, progress=None):
     return outputs
 
 
-def receptive_radius(net):
+def receptive_radius(net: Union[torch.nn.Module, dict]) -> int:
     """Upper bound, in LR pixels, of how far an output pixel's inputs (LR pixels and latent cells) can lie from
     the LR pixel it belongs to, counted from the architecture.
 
@@ -154,14 +160,17 @@ def receptive_radius(net):
     return int(math.ceil(radius))
 
 
-def needed_overlap(net):
+def needed_overlap(net: Union[torch.nn.Module, dict]) -> int:
     """The smallest even overlap covering ``receptive_radius(net)`` (a network or its config dict): tiled
     decoding is then exact."""
     radius = receptive_radius(net)
     return radius + radius % 2
 
 
-def measure_receptive_radius(net, lq_h, lq_w, generator=None):
+def measure_receptive_radius(net: torch.nn.Module,
+                             lq_h: int,
+                             lq_w: int,
+                             generator: Optional[torch.Generator] = None) -> int:
     """Measures the radius by back-propagating one output pixel (in the middle of an LR image of lq_h x lq_w)
     to the LR image and the latents; returns the largest distance, in LR pixels, of any input with a non-zero
     gradient. Layers still at their zero initialisation hide dependencies (the bound is then not reached).
@@ -216,7 +225,7 @@ def _tensor_bytes(obj, seen):
 
 
 @torch.no_grad()
-def condition_bytes_per_pixel(net, channels=3, probe=16):
+def condition_bytes_per_pixel(net: torch.nn.Module, channels: int = 3, probe: int = 16) -> float:
     """Bytes per LR pixel of ``net.condition`` (what the network keeps of an LR image while it decodes it), measured
     on a ``probe`` x ``probe`` image: it grows linearly with the pixels."""
     device = next(net.parameters()).device
@@ -224,7 +233,7 @@ def condition_bytes_per_pixel(net, channels=3, probe=16):
     return _tensor_bytes(cond, set()) / probe**2
 
 
-def available_memory(device):
+def available_memory(device: Union[str, torch.device]) -> Optional[int]:
     """Bytes that can still be allocated on ``device``: free CUDA memory, or the CPU's MemAvailable; None when
     unknown."""
     device = torch.device(device)
@@ -245,7 +254,12 @@ def _needed(per_lr_pixel, lq_h, lq_w, scale, tile, overlap):
     return per_lr_pixel * seen_h * seen_w + HR_BYTES_PER_PIXEL * lq_h * lq_w * scale**2
 
 
-def check_memory(net, lq_shape, tile, overlap, name, available=None):
+def check_memory(net: torch.nn.Module,
+                 lq_shape: Sequence[int],
+                 tile: Optional[int],
+                 overlap: int,
+                 name: str,
+                 available: Optional[int] = None) -> None:
     """Refuses, before any sampling, an image whose decoding cannot fit: a lower bound of its memory (the LR
     condition of what the network sees at once, plus the HR-size buffers of one sample) against the memory
     available, naming the largest ``--tile`` that fits.

@@ -5,6 +5,8 @@ left of their cell), each with a caption band of ``label_height(tile_w)`` rows a
 ``GAP`` pixels of background. Row r, column c has its picture at
 ``(GAP + r * (label_h + tile_h + GAP) + label_h, GAP + c * (tile_w + GAP))`` (see ``tile_origin``).
 """
+from typing import Sequence, Tuple
+
 import cv2
 import numpy as np
 
@@ -19,13 +21,13 @@ def _font_scale(tile_w):
     return float(np.clip(tile_w / 320, 0.3, 0.8))
 
 
-def label_height(tile_w):
+def label_height(tile_w: int) -> int:
     """Height of the caption band above each tile of width ``tile_w``."""
     (_, text_h), baseline = cv2.getTextSize('Tg', _FONT, _font_scale(tile_w), 1)
     return text_h + baseline + 6
 
 
-def tile_origin(row, col, tile_h, tile_w):
+def tile_origin(row: int, col: int, tile_h: int, tile_w: int) -> Tuple[int, int]:
     """(y, x) of the top-left pixel of the picture in cell (row, col)."""
     label_h = label_height(tile_w)
     return GAP + row * (label_h + tile_h + GAP) + label_h, GAP + col * (tile_w + GAP)
@@ -37,7 +39,7 @@ def _fit_text(text, tile_w, scale):
     return text
 
 
-def make_grid(rows):
+def make_grid(rows: Sequence[Sequence[Tuple[str, np.ndarray]]]) -> np.ndarray:
     """Arranges labelled pictures in rows.
 
     Args:
@@ -69,11 +71,11 @@ def make_grid(rows):
     return grid
 
 
-def nearest_upscale(img, scale):
+def nearest_upscale(img: np.ndarray, scale: int) -> np.ndarray:
     """Each LR pixel as a scale x scale block (shows the input as the network sees it)."""
     return cv2.resize(img, (img.shape[1] * scale, img.shape[0] * scale), interpolation=cv2.INTER_NEAREST)
 
 
-def bicubic_upscale(img, scale):
+def bicubic_upscale(img: np.ndarray, scale: int) -> np.ndarray:
     """Bicubic interpolation (cv2), the classic non-learned baseline."""
     return cv2.resize(img, (img.shape[1] * scale, img.shape[0] * scale), interpolation=cv2.INTER_CUBIC)
