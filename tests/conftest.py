@@ -3,7 +3,7 @@ import logging
 import pytest
 import torch
 
-from devices import DEVICES, full_float32
+from helpers.devices import DEVICES, full_float32
 
 
 @pytest.fixture(scope='module')
@@ -41,7 +41,7 @@ def basicsr_messages():
     logger.setLevel(level)
 
 
-# ------------------------------------------------------------------------------ devices (tests/devices.py)
+# ------------------------------------------------------------------------------ devices (tests/helpers/devices.py)
 @pytest.fixture(params=DEVICES)
 def device(request):
     """Each available device in turn: ``cpu``, and ``cuda`` where torch sees a GPU (with TF32 off)."""

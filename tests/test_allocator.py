@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from helpers_train import subprocess_env
+from helpers.train import subprocess_env
 
 PATTERN = r'''
 import resource, sys

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import srflow_plugin  # noqa: F401
-from helpers_train import write_pairs
+from helpers.train import write_pairs
 from srflow_plugin.metrics import fid, kid
 from srflow_plugin.metrics.bootstrap import bootstrap_values, image_resamples, paired_difference
 from srflow_plugin.tools import compare

@@ -13,7 +13,7 @@ import yaml
 import srflow_plugin  # noqa: F401
 from basicsr.archs import build_network
 from basicsr.metrics import calculate_psnr
-from helpers_train import write_pairs
+from helpers.train import write_pairs
 from srflow_plugin.metrics import FID
 from srflow_plugin.inference import measuring
 from srflow_plugin.inference.grid import GAP, label_height

@@ -7,13 +7,13 @@ import pytest
 import torch
 
 import srflow_plugin  # noqa: F401  (before basicsr: installs the torchvision shim)
-from devices import CROSS_DEVICE_ATOL, DEVICES
+from helpers.devices import CROSS_DEVICE_ATOL, DEVICES
 from srflow_plugin.inference import sampling
 from srflow_plugin.tools import compare, latent, measure
 from srflow_plugin.tools import sample as sample_tool
 from srflow_plugin.tools.command import resolve_device
 from srflow_plugin.utils.sampling import draw_noise, image_generator, scaled
-from test_sample import tiny_net, write_image, write_tiny_checkpoint
+from helpers.tiny import tiny_net, write_image, write_tiny_checkpoint
 
 TESTS = osp.dirname(osp.abspath(__file__))
 pytest_plugins = ['pytester']
@@ -94,8 +94,8 @@ def test_a_sample_on_each_device_equals_the_float64_cpu_sample_of_the_same_seed(
 
 
 def test_the_summary_counts_the_device_tests_of_each_device(pytester):
-    for helper in ('conftest.py', 'devices.py'):
-        shutil.copy(osp.join(TESTS, helper), pytester.path / helper)
+    shutil.copy(osp.join(TESTS, 'conftest.py'), pytester.path / 'conftest.py')
+    shutil.copytree(osp.join(TESTS, 'helpers'), pytester.path / 'helpers')
     pytester.makepyfile(test_inner='''
         import pytest
 

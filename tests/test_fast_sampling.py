@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import srflow_plugin  # noqa: F401
-from helpers_train import briefly_trained_net
+from helpers.train import briefly_trained_net
 from srflow_plugin.archs.flow_layers import FlowStep
 
 pytestmark = pytest.mark.usefixtures('single_thread')

@@ -16,8 +16,8 @@ from os import path as osp
 
 import torch
 
-from devices import num_gpu
-from helpers_train import REPO, subprocess_env, write_train_yml
+from helpers.devices import num_gpu
+from helpers.train import REPO, subprocess_env, write_train_yml
 
 TESTS = osp.dirname(osp.abspath(__file__))
 NAME = 'faulty'
@@ -28,7 +28,7 @@ def train(cwd, *args, faults=''):
     env = subprocess_env()
     env['PYTHONPATH'] = os.pathsep.join([REPO, TESTS, env.get('PYTHONPATH', '')])
     env['SRFLOW_FAULTS'] = faults
-    return subprocess.run([sys.executable, '-m', 'fault_injection', '-opt', osp.join(str(cwd), f'{NAME}.yml'),
+    return subprocess.run([sys.executable, '-m', 'helpers.fault_injection', '-opt', osp.join(str(cwd), f'{NAME}.yml'),
                            *args], cwd=str(cwd), env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -66,7 +66,7 @@ def assert_same(a, b, where=''):
 
 def test_nan_batch_full_disk_and_kill_end_identical_to_an_undisturbed_run_from_the_last_good_checkpoint(
         tmp_path, device):
-    # on CUDA the runs use deterministic kernels (fault_injection.py), so that two runs can be bit-identical
+    # on CUDA the runs use deterministic kernels (helpers/fault_injection.py), so that two runs can be bit-identical
     disturbed, reference = tmp_path / 'disturbed', tmp_path / 'reference'
     disturbed.mkdir()
     write_train_yml(disturbed, name=NAME, total_iter=TOTAL_ITER, save_every=2, num_gpu=num_gpu(device))

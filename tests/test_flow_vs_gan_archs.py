@@ -12,7 +12,7 @@ from srflow_plugin.archs import CouplingFlowNet, InvertibleBatchNorm, SRResNet
 from srflow_plugin.archs.coupling_flow_arch import AffineCoupling, CouplingFlowStep
 from srflow_plugin.tools import complexity
 
-from flow_check import check_invertible_layer, jacobian_logabsdet, perturb_
+from helpers.flow_check import check_invertible_layer, jacobian_logabsdet, perturb_
 
 
 def tiny_flow(**kwargs):

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import srflow_plugin  # noqa: F401
-from helpers_train import make_opt, val_loader
+from helpers.train import make_opt, val_loader
 from srflow_plugin.metrics import FID, fid
 from srflow_plugin.models.srflow_model import SRFlowModel
 
@@ -46,7 +46,7 @@ def test_srflow_model_trains_a_coupling_flow_and_its_batchnorm_statistics(tmp_pa
     assert not torch.equal(norm.running_mean, torch.zeros_like(norm.running_mean))
 
 
-def test_validation_reports_fid_once_per_heat_over_all_samples(tmp_path, monkeypatch):
+def test_validation_reports_fid_once_per_temperature_over_all_samples(tmp_path, monkeypatch):
     monkeypatch.setattr(fid, 'get_inception', lambda device=None: colour_statistics)
     metrics = {'psnr': {'type': 'calculate_psnr', 'crop_border': 0},
                'fid': {'type': 'FID', 'crop_border': 0, 'better': 'lower'}}
@@ -58,14 +58,14 @@ def test_validation_reports_fid_once_per_heat_over_all_samples(tmp_path, monkeyp
     loader = val_loader(3)
     gts = [cv2.cvtColor((item['gt'][0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8), cv2.COLOR_RGB2BGR)
            for item in loader]
-    for heat, count in (('0', 3), ('0.8', 6)):
-        files = sorted(glob.glob(osp.join(model.opt['path']['visualization'], '*', f'*_t{heat}_s*.png')))
+    for temperature, count in (('0', 3), ('0.8', 6)):
+        files = sorted(glob.glob(osp.join(model.opt['path']['visualization'], '*', f'*_t{temperature}_s*.png')))
         assert len(files) == count
         check = FID(feature_net=colour_statistics)
         for path in files:
             image = int(osp.basename(path)[3])  # val<i>_...
             check.update(cv2.imread(path), gts[image])
-        assert model.metric_results[f'fid_t{heat}'] == pytest.approx(check.compute(), rel=1e-6)
+        assert model.metric_results[f'fid_t{temperature}'] == pytest.approx(check.compute(), rel=1e-6)
 
 
 def test_a_pretrained_encoder_for_a_flow_without_encoder_is_an_error_naming_the_option(tmp_path):

@@ -5,7 +5,7 @@ import subprocess
 import sys
 from os import path as osp
 
-from helpers_train import REPO, subprocess_env
+from helpers.train import REPO, subprocess_env
 
 STEPS = ['install', 'cuda-tests', 'training', 'sampling']
 

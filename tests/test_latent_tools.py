@@ -13,7 +13,7 @@ from srflow_plugin.inference.loading import load_srflow
 from srflow_plugin.tools import latent as latent_tool
 from srflow_plugin.tools import sample as sample_tool
 from srflow_plugin.utils.image import to_tensor
-from test_sample import write_image, write_tiny_checkpoint
+from helpers.tiny import write_image, write_tiny_checkpoint
 
 HR_H, HR_W = 48, 40
 

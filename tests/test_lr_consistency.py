@@ -149,7 +149,7 @@ def test_srflow_sample_writes_projected_samples_and_prints_the_lr_psnr_before_an
     from srflow_plugin.metrics import bicubic_downscale
     from srflow_plugin.tools import sample as sample_tool
     from srflow_plugin.utils.image import read_image, write_image
-    from test_sample import write_tiny_checkpoint
+    from helpers.tiny import write_tiny_checkpoint
     write_tiny_checkpoint(tmp_path / 'tiny.pth')
     lr = bicubic_downscale(np.ascontiguousarray(data.coffee()[100:164, 200:264, ::-1]), 4)
     write_image(lr, str(tmp_path / 'in' / 'coffee.png'))
@@ -164,11 +164,11 @@ def test_srflow_sample_writes_projected_samples_and_prints_the_lr_psnr_before_an
 
 
 def test_validation_reports_projected_metrics_under_their_own_keys(tmp_path, single_thread):
-    from helpers_train import make_opt
+    from helpers.train import make_opt
     from srflow_plugin.models.srflow_model import SRFlowModel
     from srflow_plugin.metrics import bicubic_downscale
     from srflow_plugin.utils.image import to_tensor
-    from test_sample import TINY, write_tiny_checkpoint
+    from helpers.tiny import TINY, write_tiny_checkpoint
     write_tiny_checkpoint(tmp_path / 'tiny.pth')
     gt = np.ascontiguousarray(data.chelsea()[100:132, 200:232, ::-1])
     lr = bicubic_downscale(gt, 4)
@@ -189,6 +189,6 @@ def test_validation_reports_projected_metrics_under_their_own_keys(tmp_path, sin
     model = SRFlowModel(opt)
     model.validation(torch.utils.data.DataLoader(_OnePair()), 'unit', None, save_img=False)
     results = model.metric_results
-    for heat in ('t0', 't0.8'):
-        assert results[f'lr_psnr_projected_{heat}'] >= 50 > results[f'lr_psnr_{heat}']
-        assert f'psnr_projected_{heat}' in results and f'psnr_{heat}' in results
+    for temperature in ('t0', 't0.8'):
+        assert results[f'lr_psnr_projected_{temperature}'] >= 50 > results[f'lr_psnr_{temperature}']
+        assert f'psnr_projected_{temperature}' in results and f'psnr_{temperature}' in results

@@ -8,8 +8,8 @@ import torch
 import torch.multiprocessing as mp
 
 import srflow_plugin  # noqa: F401
-from devices import num_gpu, to_device
-from helpers_train import briefly_trained_net, ddp_train_worker, make_opt
+from helpers.devices import num_gpu, to_device
+from helpers.train import briefly_trained_net, ddp_train_worker, make_opt
 from srflow_plugin.archs.flow_layers import FlowStep, Split, Squeeze
 from srflow_plugin.archs.invertible_backprop import run_invertible_chain
 from srflow_plugin.models.srflow_model import SRFlowModel

@@ -12,8 +12,8 @@ import torch.multiprocessing as mp
 import srflow_plugin  # noqa: F401
 import srflow_plugin.losses  # noqa: F401
 import srflow_plugin.metrics  # noqa: F401
-from devices import num_gpu
-from helpers_train import TINY_NET, FakeTBLogger, ddp_actnorm_worker, ddp_train_worker, make_opt, val_loader
+from helpers.devices import num_gpu
+from helpers.train import TINY_NET, FakeTBLogger, ddp_actnorm_worker, ddp_train_worker, make_opt, val_loader
 from srflow_plugin.archs.flow_layers import ActNorm
 from srflow_plugin.archs.rrdb_arch import SRFlowRRDBNet
 from srflow_plugin.archs.srflow_arch import SRFlowNet
@@ -219,7 +219,7 @@ def test_basicsr_own_keys_in_the_plugin_sections_are_accepted(tmp_path):
     assert isinstance(SRFlowModel(opt), SRFlowModel)
 
 
-def test_validation_reports_every_metric_per_heat_and_the_nll(tmp_path):
+def test_validation_reports_every_metric_per_temperature_and_the_nll(tmp_path):
     model = SRFlowModel(make_opt(tmp_path, val={'heats': [0.0, 0.5, 1.0], 'n_sample': 2}))
     tb = FakeTBLogger()
     model.validation(val_loader(2), 7, tb, save_img=True)
@@ -265,7 +265,7 @@ def test_validation_without_gt_after_training_does_not_reuse_the_training_gt(tmp
     assert len(os.listdir(osp.join(model.opt['path']['visualization']))) == 1  # the SR images are still written
 
 
-def test_validation_saves_one_image_per_heat_and_sample(tmp_path):
+def test_validation_saves_one_image_per_temperature_and_sample(tmp_path):
     opt = make_opt(tmp_path, val={'heats': [0.0, 0.75], 'n_sample': 3})
     SRFlowModel(opt).validation(val_loader(1), 12, None, save_img=True)
     files = sorted(os.listdir(osp.join(opt['path']['visualization'], 'val0')))
@@ -285,7 +285,7 @@ def test_validation_samples_are_reproducible_and_differ_between_samples(tmp_path
     assert (s0 != s1).any()
 
 
-def test_best_metric_tracks_the_better_value_per_heat(tmp_path):
+def test_best_metric_tracks_the_better_value_per_temperature(tmp_path):
     model = SRFlowModel(make_opt(tmp_path, val={'heats': [0.0], 'n_sample': 1}))
     model.validation(val_loader(1), 1, None, save_img=False)
     best_nll = model.metric_results['nll']

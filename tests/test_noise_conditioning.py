@@ -5,8 +5,8 @@ import pytest
 import torch
 
 import srflow_plugin  # noqa: F401
-from flow_check import check_nll_is_change_of_variables, perturb_
-from helpers_train import make_opt, smooth_batch
+from helpers.flow_check import check_nll_is_change_of_variables, perturb_
+from helpers.train import make_opt, smooth_batch
 from srflow_plugin.archs import SRFlowNet
 from srflow_plugin.models import SRFlowModel
 from srflow_plugin.options_schema import OptionError

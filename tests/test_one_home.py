@@ -12,8 +12,8 @@ import pytest
 import torch
 
 import srflow_plugin  # noqa: F401
-from devices import num_gpu
-from helpers_train import make_opt
+from helpers.devices import num_gpu
+from helpers.train import make_opt
 from srflow_plugin.models.srflow_model import SRFlowModel
 from srflow_plugin.options_schema import OptionError
 from srflow_plugin.inference import measuring
@@ -21,7 +21,7 @@ from srflow_plugin.tools import prepare_data
 from srflow_plugin.tools import sample as sample_tool
 from srflow_plugin.utils.checkpoint import atomic_save, remove_stale_temporaries
 from srflow_plugin.utils.image import read_image, to_tensor
-from test_sample import TINY, write_image, write_tiny_checkpoint
+from helpers.tiny import TINY, write_image, write_tiny_checkpoint
 
 pytestmark = pytest.mark.usefixtures('single_thread')
 
@@ -79,7 +79,7 @@ def test_validation_and_srflow_sample_give_the_same_image_for_the_same_seed_and_
     assert rows['validation'][0]['psnr'] == rows['sampled'][0]['psnr']
 
 
-def test_measure_without_a_temperature_refuses_validation_output_of_several_heats(pair, tmp_path):
+def test_measure_without_a_temperature_refuses_validation_output_of_several_temperatures(pair, tmp_path):
     folder = tmp_path / 'visualization' / '0801'
     for name in ('0801_5000_t0_s0.png', '0801_5000_t0.8_s0.png'):
         write_image(folder / name, 32, 40, seed=1)
@@ -125,7 +125,7 @@ def test_samples_with_non_finite_pixels_are_counted_listed_and_left_out_of_measu
     assert not (tmp_path / 'out' / 'nonfinite.tsv').exists()
 
 
-def test_validation_counts_non_finite_pixels_per_heat_and_keeps_them_out_of_the_metric_means(pair, tmp_path):
+def test_validation_counts_non_finite_pixels_per_temperature_and_keeps_them_out_of_the_metric_means(pair, tmp_path):
     model = SRFlowModel(make_opt(tmp_path, is_train=False, network_g={'type': 'SRFlowNet', **TINY},
                                  path={'pretrain_network_g': str(pair / 'tiny.pth')},
                                  val={'heats': [0.0, 0.8], 'n_sample': 2}))
@@ -139,7 +139,7 @@ def test_validation_counts_non_finite_pixels_per_heat_and_keeps_them_out_of_the_
     def decode_with_nan(*args, **kwargs):
         out = decode(*args, **kwargs)
         calls.append(1)
-        if len(calls) == 3:  # heat 0: one sample; heat 0.8: samples 0 and 1 -> the second of heat 0.8
+        if len(calls) == 3:  # temperature 0: one sample; 0.8: samples 0 and 1 -> the second of temperature 0.8
             out = out.clone()
             out[..., :2, :2] = float('nan')
         return out
@@ -148,7 +148,7 @@ def test_validation_counts_non_finite_pixels_per_heat_and_keeps_them_out_of_the_
     model.validation(loader, 'poisoned', None, save_img=True)
     assert model.metric_results['nonfinite_t0.8'] == 4.0 and 'nonfinite_t0' not in model.metric_results
     assert model.metric_results['psnr_t0'] == clean['psnr_t0']
-    # the mean at heat 0.8 is that of the one finite sample, not a mean with a black patch in it
+    # the mean at temperature 0.8 is that of the one finite sample, not a mean with a black patch in it
     assert model.metric_results['psnr_t0.8'] != clean['psnr_t0.8']
     listed = open(osp.join(model.opt['path']['visualization'], 'pair', 'nonfinite.tsv')).read()
     assert listed == '0801_unit_t0.8_s1.png\t4\n'
@@ -229,7 +229,7 @@ def test_temporaries_of_a_killed_save_are_removed_at_the_next_start(tmp_path):
     assert remove_stale_temporaries(opt['path']['models']) == []
 
 
-def test_a_dataset_level_metric_sees_every_sample_and_reports_once_per_heat(pair, tmp_path):
+def test_a_dataset_level_metric_sees_every_sample_and_reports_once_per_temperature(pair, tmp_path):
     from srflow_plugin.models.validation import DATASET_METRICS, register_dataset_metric
 
     @register_dataset_metric
@@ -262,14 +262,14 @@ def test_a_dataset_level_metric_sees_every_sample_and_reports_once_per_heat(pair
     assert [(a.count, a.scale_by) for a in PooledAbsDiff.instances] == [(32 * 40 * 3, 2.0), (2 * 32 * 40 * 3, 2.0)]
     gt = cv2.imread(str(pair / 'gt' / '0801.png')).astype(np.float64)
     folder = osp.join(opt['path']['visualization'], 'pair')
-    for heat, files in (('0', ['0801_v_t0_s0.png']), ('0.8', ['0801_v_t0.8_s0.png', '0801_v_t0.8_s1.png'])):
+    for temperature, files in (('0', ['0801_v_t0_s0.png']), ('0.8', ['0801_v_t0.8_s0.png', '0801_v_t0.8_s1.png'])):
         expected = 2.0 * np.mean([np.abs(cv2.imread(osp.join(folder, f)) - gt).mean() for f in files])
-        assert model.metric_results[f'pooled_t{heat}'] == pytest.approx(expected, rel=1e-12)
+        assert model.metric_results[f'pooled_t{temperature}'] == pytest.approx(expected, rel=1e-12)
     assert model.best_metric_results['pair']['pooled_t0.8']['better'] == 'lower'
 
 
-@pytest.mark.parametrize('heat', [float('inf'), float('nan')])
-def test_validation_refuses_a_non_finite_heat_before_sampling(tmp_path, heat):
+@pytest.mark.parametrize('temperature', [float('inf'), float('nan')])
+def test_validation_refuses_a_non_finite_temperature_before_sampling(tmp_path, temperature):
     # checked with the other options when the model is built, long before the first validation samples anything
-    with pytest.raises(OptionError, match=rf"'val\.heats\[\]' = {heat} \(float\): must be a number >= 0\.$"):
-        SRFlowModel(make_opt(tmp_path, val={'heats': [0.0, heat], 'n_sample': 1}))
+    with pytest.raises(OptionError, match=rf"'val\.heats\[\]' = {temperature} \(float\): must be a number >= 0\.$"):
+        SRFlowModel(make_opt(tmp_path, val={'heats': [0.0, temperature], 'n_sample': 1}))

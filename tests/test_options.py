@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import srflow_plugin  # noqa: F401
-from helpers_train import make_opt
+from helpers.train import make_opt
 from srflow_plugin.models import srflow_model, training_guard
 from srflow_plugin.models.srflow_model import SRFlowModel
 from srflow_plugin.options_schema import SCHEMA, OptionError, check_options, get_option, options_markdown
@@ -87,7 +87,7 @@ def test_the_model_reads_no_plugin_option_past_the_schema():
 
 
 def test_testing_reports_the_nll_on_the_training_scale_with_val_nll_quantization(tmp_path, basicsr_messages):
-    from helpers_train import val_loader
+    from helpers.train import val_loader
     nlls = []
     for levels in (None, 256):
         torch.manual_seed(0)

@@ -12,7 +12,7 @@ import pytest
 import srflow_plugin  # noqa: F401  (before basicsr: installs the torchvision shim)
 from basicsr.data.paired_image_dataset import PairedImageDataset
 from basicsr.utils.matlab_functions import imresize
-from helpers_train import subprocess_env
+from helpers.train import subprocess_env
 from srflow_plugin.tools import prepare_data
 
 

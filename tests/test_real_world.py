@@ -11,7 +11,7 @@ from basicsr.data import build_dataset
 from basicsr.models.realesrnet_model import RealESRNetModel
 from basicsr.utils.registry import DATASET_REGISTRY, MODEL_REGISTRY
 
-from helpers_train import SCALE, TINY_NET, make_opt, smooth_images
+from helpers.train import SCALE, TINY_NET, make_opt, smooth_images
 from srflow_plugin.data import RealESRGANCropDataset
 from srflow_plugin.models import RealSRFlowModel
 from srflow_plugin.models.realsrflow_model import ContiguousDiffJPEG

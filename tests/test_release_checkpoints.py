@@ -9,7 +9,7 @@ import torch
 
 import srflow_plugin  # noqa: F401
 from basicsr.archs.rrdbnet_arch import RRDBNet
-from helpers_train import subprocess_env
+from helpers.train import subprocess_env
 from srflow_plugin.archs import SRFlowNet, SRFlowRRDBNet, convert_release_state_dict, load_encoder_weights
 
 REPO = Path(__file__).resolve().parents[1]

@@ -15,7 +15,7 @@ import torch
 import yaml
 
 import srflow_plugin  # noqa: F401  (installs utils/basicsr_compat.py)
-from helpers_train import REPO, make_opt, subprocess_env, write_pairs, write_train_yml
+from helpers.train import REPO, make_opt, subprocess_env, write_pairs, write_train_yml
 from srflow_plugin.entry import checked_parse_options
 from srflow_plugin.models import preflight
 from srflow_plugin.models.srflow_model import SRFlowModel
@@ -29,7 +29,7 @@ from srflow_plugin.utils.lmdb_check import check_lmdb
 from srflow_plugin.utils.option_file import MAX_OPTION_VALUES
 from srflow_plugin.utils.run_lock import hold_folder, lock_path, release_folder
 import test_one_home
-from test_sample import TINY, tiny_net, write_image
+from helpers.tiny import TINY, tiny_net, write_image
 
 pytestmark = pytest.mark.usefixtures('single_thread')
 pair = test_one_home.pair  # the fixture: a tiny checkpoint, an LR image 0801x4.png and its GT 0801.png

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import srflow_plugin  # noqa: F401
-from helpers_train import make_opt, val_loader
+from helpers.train import make_opt, val_loader
 from srflow_plugin.models import SRFlowModel
 from srflow_plugin.models import validation
 from srflow_plugin.inference import sampling
@@ -15,7 +15,7 @@ from srflow_plugin.tools import latent as latent_tool
 from srflow_plugin.tools import sample as sample_tool
 from srflow_plugin.utils.image import read_nonfinite
 from srflow_plugin.utils.checkpoint import save_srflow
-from test_sample import TINY, tiny_net, write_image
+from helpers.tiny import TINY, tiny_net, write_image
 
 pytestmark = pytest.mark.usefixtures('single_thread')
 LQ = (16, 16)

@@ -10,7 +10,7 @@ import torch
 import yaml
 
 import srflow_plugin  # noqa: F401  (installs the changes of utils/basicsr_compat.py)
-from helpers_train import make_opt, subprocess_env, write_train_yml
+from helpers.train import make_opt, subprocess_env, write_train_yml
 from srflow_plugin import test as test_entry
 from srflow_plugin import train as train_entry
 from srflow_plugin.models.srflow_model import SRFlowModel

@@ -9,7 +9,7 @@ from basicsr.archs import build_network
 from basicsr.archs.rrdbnet_arch import RRDBNet
 from srflow_plugin.archs import RELEASED_CONFIGS, SRFlowNet, SRFlowRRDBNet
 
-from flow_check import check_nll_is_change_of_variables, perturb_
+from helpers.flow_check import check_nll_is_change_of_variables, perturb_
 
 
 def tiny_net(scale=4, **kwargs):

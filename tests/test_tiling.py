@@ -8,8 +8,8 @@ from srflow_plugin.archs import RELEASED_CONFIGS, SRFlowNet
 from srflow_plugin.inference.grid import GAP, label_height, make_grid, tile_origin
 from srflow_plugin.inference.tiling import (decode_tiled, measure_receptive_radius, needed_overlap,
                                             receptive_radius, tile_boxes)
-from devices import to_device
-from test_sample import tiny_net
+from helpers.devices import to_device
+from helpers.tiny import tiny_net
 
 LQ_H, LQ_W = 96, 91  # odd width: the last column of tiles is reflect-padded like the whole image
 TILE = 32

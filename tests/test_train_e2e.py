@@ -14,7 +14,7 @@ from os import path as osp
 import pytest
 import torch
 
-from helpers_train import subprocess_env, write_test_yml, write_train_yml
+from helpers.train import subprocess_env, write_test_yml, write_train_yml
 
 
 def run(args, cwd, timeout=240):
@@ -44,7 +44,7 @@ def test_training_writes_checkpoints_and_states_under_the_cwd(trained):
     assert names(osp.join(exp, 'training_states')) == ['2.state', '4.state', '6.state']
 
 
-def test_training_validates_at_every_heat_and_sample(trained):
+def test_training_validates_at_every_temperature_and_sample(trained):
     root, _ = trained
     images = names(osp.join(root, 'experiments', 'tiny', 'visualization', 'img000'))
     # BasicSR's loop leaves current_iter at total_iter + 1 for the validation after training

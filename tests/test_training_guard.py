@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import srflow_plugin  # noqa: F401
-from helpers_train import make_opt
+from helpers.train import make_opt
 from srflow_plugin.archs.flow_layers import ActNorm
 from srflow_plugin.models.srflow_model import SRFlowModel
 from srflow_plugin.models.training_guard import TrainingGuard

@@ -212,7 +212,7 @@ def ddp_actnorm_worker(rank, world_size, port, out_dir, batches):
 
 
 def write_test_yml(tmp_path, checkpoint, name='tiny_test'):
-    """An option file testing a checkpoint of the tiny network on one image, heats 0 and 0.8, 2 samples."""
+    """An option file testing a checkpoint of the tiny network on one image, temperatures 0 and 0.8, 2 samples."""
     val_gt, val_lq = write_pairs(osp.join(str(tmp_path), 'data_test'), 2, 32, seed=4)
     opt = {
         'name': name,
