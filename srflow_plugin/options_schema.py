@@ -27,7 +27,7 @@ Option = namedtuple('Option', ['default', 'owner', 'doc', 'check'])
 Section = namedtuple('Section', ['keys', 'closed', 'doc'])
 
 PLUGIN, BASICSR = 'srflow_plugin', 'basicsr'
-VAL_HEATS = [0.0, 0.5, 0.75, 1.0]
+VAL_TEMPERATURES = [0.0, 0.5, 0.75, 1.0]
 
 
 class OptionError(ValueError):
@@ -91,7 +91,7 @@ def list_of(item_check, min_len=1, length=None):
     return check
 
 
-def heat_list(key, value):
+def temperature_list(key, value):
     """Temperatures >= 0 that differ as written in sample file names (0.5 and 0.50 would write the same files)."""
     list_of(number(low=0))(key, value)
     tags = [temperature_tag(t) for t in value]
@@ -299,9 +299,10 @@ SCHEMA = OrderedDict([
                        'levels). Required.', number(low=0, low_open=True, high=1)),
     ), True, 'Noise conditioning (docs/real-world.md).')),
     ('val', Section(OrderedDict(
-        heats=Option(VAL_HEATS, PLUGIN, 'Temperatures tau at which samples are drawn and metrics computed. '
-                     'Metric keys get the suffix `_t<tau>` (e.g. `psnr_t0.75`).', heat_list),
-        n_sample=Option(3, PLUGIN, 'Samples per image and heat (tau = 0 is deterministic: one sample).',
+        heats=Option(VAL_TEMPERATURES, PLUGIN, 'Temperatures tau at which samples are drawn and metrics computed '
+                     '(the key keeps the release\'s name, "heats"). Metric keys get the suffix `_t<tau>` (e.g. '
+                     '`psnr_t0.75`).', temperature_list),
+        n_sample=Option(3, PLUGIN, 'Samples per image and temperature (tau = 0 is deterministic: one sample).',
                         number(low=1, integer=True)),
         seed=Option(0, PLUGIN, 'Base seed of the sampling noise; each image gets its own generator seeded '
                     'from this and its name, so samples are reproducible.', number(low=0, integer=True)),
@@ -313,7 +314,7 @@ SCHEMA = OrderedDict([
                                 'the log line names the scale.', number(low=0, low_open=True)),
         save_csv=Option(True, PLUGIN, 'In testing, write `results/<name>/metrics_<dataset>.csv`.', boolean),
         precompute_condition=Option(True, PLUGIN, 'Prepare every flow step\'s LR-only part once per image and '
-                                    'reuse it for all heats and samples (faster; about 2.1 KB per HR pixel in '
+                                    'reuse it for all temperatures and samples (faster; about 2.1 KB per HR pixel in '
                                     'float32, 5.4 GiB for a 2040x1356 x4 image). false: only the encoder features '
                                     'are kept (about 0.4 KB per HR pixel), same results.', boolean),
         amp=Option(None, PLUGIN, 'Mixed precision (`bf16`, `fp16` or ~) for validation\'s and testing\'s '
@@ -321,7 +322,7 @@ SCHEMA = OrderedDict([
         safe_sampling=Option(False, PLUGIN, 'Repair samples with non-finite or far out-of-range pixels: the '
                              'latents of the offending region are redrawn at a lower temperature until the sample '
                              'is finite (srflow_plugin/inference/safe_sampling.py, docs/real-world.md); key '
-                             '`repaired_t<heat>` counts the repaired pixels. false: samples as drawn (the '
+                             '`repaired_t<tau>` counts the repaired pixels. false: samples as drawn (the '
                              'release).', boolean),
         lr_consistency=Option(0, PLUGIN, 'Back-projection iterations (srflow_plugin/inference/lr_consistency.py). > 0: '
                               'every sample is also measured after its projection onto the HR images whose '
@@ -333,9 +334,9 @@ SCHEMA = OrderedDict([
                                     boolean),
         val_freq=Option(None, BASICSR, 'Validate every this many iterations (training only).',
                         number(low=1, integer=True)),
-        save_img=Option(False, BASICSR, 'Save the SR images of every heat and sample.', boolean),
+        save_img=Option(False, BASICSR, 'Save the SR images of every temperature and sample.', boolean),
         metrics=Option(None, BASICSR, 'BasicSR metric options, e.g. `psnr: {type: calculate_psnr, '
-                       'crop_border: 4}`; `better: lower` for LPIPS. Each is computed at every heat.', mapping),
+                       'crop_border: 4}`; `better: lower` for LPIPS. Each is computed at every temperature.', mapping),
         pbar=Option(False, BASICSR, 'Show a progress bar.', boolean),
         suffix=Option(None, BASICSR, 'Suffix of saved image names in testing.', file_name),
     ), True, 'Validation (training) and testing.')),

@@ -47,7 +47,7 @@ class InvertibleLayer(nn.Module, metaclass=abc.ABCMeta):
     ``cond`` is what a conditional layer needs from the LR image; such a layer also has ``prepare_condition(u)``,
     which computes it once per LR image from the conditioning features ``u`` (a prepared condition of batch 1
     broadcasts against a batch of latents). Unconditional layers ignore ``cond``. Layers compose by a plain loop
-    (``run_invertible_chain``), and ``tests/flow_check.py`` checks every one against an autograd Jacobian.
+    (``run_invertible_chain``), and ``tests/helpers/flow_check.py`` checks every one against an autograd Jacobian.
     """
 
     @abc.abstractmethod

@@ -363,11 +363,11 @@ class SRFlowModel(BaseModel):
         net.eval()
         return net
 
-    def test(self, heat=0.0, generator=None):
-        """SR image of the fed LR batch at temperature ``heat`` into ``self.output``."""
+    def test(self, temperature=0.0, generator=None):
+        """SR image of the fed LR batch at temperature ``temperature`` into ``self.output``."""
         net = self._inference_net()
         with torch.no_grad():
-            self.output = net.decode(self.lq, temperature=heat, generator=generator)
+            self.output = net.decode(self.lq, temperature=temperature, generator=generator)
         self.net_g.train()
 
     def get_current_visuals(self):
@@ -384,7 +384,7 @@ class SRFlowModel(BaseModel):
             self.nondist_validation(dataloader, current_iter, tb_logger, save_img)
 
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
-        """Samples every image at every heat (``val.heats``) ``val.n_sample`` times (see
+        """Samples every image at every temperature (``val.heats``) ``val.n_sample`` times (see
         :mod:`srflow_plugin.models.validation`); ``nll`` is on the training loss's scale (with the dequantisation
         constant of ``train.nll_opt`` when training). In testing, also writes the metrics CSV."""
         # one scale, named in the log: val.nll_quantization q (or, in training, the loss's) adds log2(q) bits/dim,
