@@ -9,7 +9,7 @@
 #
 # Steps: 1. install the wheels the machine lacks and this package, with --no-deps --no-index, into the Python
 # that has torch (PYTHON, default python3); 2. the tests that run on CUDA (pytest -m cuda: the device-sensitive
-# tests, tests/devices.py); 3. the released x4 layout at the release's batch, 12 x 160x160 GT: seconds per step,
+# tests, tests/helpers/devices.py); 3. the released x4 layout at the release's batch, 12 x 160x160 GT: seconds per step,
 # torch.cuda.max_memory_allocated and the NLL after the same steps for plain, memory_saving, bf16 and fp16, then the
 # largest batch that fits for plain and memory_saving (scripts/benchmark_training.py); 4. ten samples of a 160x160
 # LR image (scripts/benchmark_sampling.py). The log goes to $GPU_CHECK_LOG, default $OUT/gpu_check.log where OUT is

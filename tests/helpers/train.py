@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import yaml
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))  # tests/helpers/ -> the repository
 SCALE = 4
 TINY_NET = dict(type='SRFlowNet', scale=SCALE, num_feat=8, num_block=1, num_grow_ch=4, tap_blocks=[0], flow_steps=1,
                 plain_steps=1, hidden_channels=8)
