@@ -1,8 +1,6 @@
 """srflow-plugin: SRFlow (conditional normalizing flow super-resolution) for BasicSR."""
 import os
-
 import re
-
 from setuptools import find_packages, setup
 from setuptools.command.build_py import build_py
 from setuptools.command.develop import develop
@@ -109,7 +107,7 @@ setup(
         'tqdm',
         'scikit-image',
     ],
-    extras_require={'test': ['pytest', 'flake8']},
+    extras_require={'test': ['pytest', 'flake8', 'isort>=9,<10']},
     entry_points={
         'console_scripts': [
             'srflow-train = srflow_plugin.train:main',

@@ -18,10 +18,12 @@ import time
 from os import path as osp
 
 import numpy as np
-import srflow_plugin  # noqa: F401  (before basicsr: registers the classes, installs the torchvision shim)
+
+import srflow_plugin  # noqa: F401  # isort: skip  (before basicsr: installs the torchvision shim)
 import torch
 from basicsr.utils.matlab_functions import imresize
 from demo import TRAIN_PHOTOS, VAL_PHOTO, photo
+
 from srflow_plugin.models.srflow_model import SRFlowModel
 
 NETWORK = dict(type='SRFlowNet', scale=4, num_feat=64, num_block=2, num_grow_ch=32, tap_blocks=[0, 1, 0, 1],

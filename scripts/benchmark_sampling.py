@@ -21,10 +21,10 @@ from unittest import mock
 
 import torch
 
-from benchmark_common import peak_memory_line, presets, timed
 from srflow_plugin.archs import SRFlowNet
 from srflow_plugin.archs.flow_layers import FlowStep
 from srflow_plugin.utils.allocator import keep_freed_memory
+from benchmark_common import peak_memory_line, presets, timed
 
 
 def old_inverse():

@@ -31,8 +31,8 @@ import tempfile
 import torch
 import torch.multiprocessing as mp
 
-from benchmark_common import presets, timed
 from srflow_plugin.utils.allocator import keep_freed_memory
+from benchmark_common import presets, timed
 
 PATHS = {'plain': (False, None), 'memory_saving': (True, None), 'bf16': (False, 'bf16'), 'fp16': (False, 'fp16')}
 DEFAULT_PATHS = ['plain', 'memory_saving', 'bf16']

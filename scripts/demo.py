@@ -24,21 +24,21 @@ from os import path as osp
 
 import yaml
 
-import srflow_plugin  # noqa: F401  (before basicsr: installs the torchvision shim)
+import srflow_plugin  # noqa: F401  # isort: skip  (before basicsr: installs the torchvision shim)
 import torch
 from basicsr.archs import build_network
 from basicsr.data import build_dataset
 from basicsr.metrics import calculate_psnr
 from basicsr.utils import set_random_seed
-from srflow_plugin.losses import FlowNLLLoss
-from srflow_plugin.metrics import bicubic_upscale_matlab, calculate_lr_psnr
+
 from srflow_plugin.inference.grid import bicubic_upscale, make_grid, nearest_upscale
 from srflow_plugin.inference.loading import load_srflow
 from srflow_plugin.inference.sampling import sample_image
+from srflow_plugin.losses import FlowNLLLoss
+from srflow_plugin.metrics import bicubic_upscale_matlab, calculate_lr_psnr
 from srflow_plugin.pretrained import builtin_checkpoint
 from srflow_plugin.utils.image import read_image, to_image, to_tensor, write_image
 from srflow_plugin.utils.sampling import image_generator
-
 import demo_data
 from demo_data import SCALE, photo
 

@@ -17,8 +17,9 @@ from os import path as osp
 import cv2
 import torch
 
-import srflow_plugin  # noqa: F401  (before basicsr: installs the torchvision shim)
+import srflow_plugin  # noqa: F401  # isort: skip  (before basicsr: installs the torchvision shim)
 from basicsr.archs import build_network
+
 from srflow_plugin.inference.loading import load_srflow
 from srflow_plugin.inference.sampling import sample_image
 from srflow_plugin.pretrained import resolve_checkpoint
@@ -27,7 +28,6 @@ from srflow_plugin.utils.checkpoint import load_weights, read_checkpoint
 from srflow_plugin.utils.image import list_images, read_image, to_tensor
 from srflow_plugin.utils.option_file import read_option_file
 from srflow_plugin.utils.sampling import image_generator
-
 from demo_data import photo
 
 HELD_OUT_GT = 'datasets/builtin/builtin_heldout_mod4'

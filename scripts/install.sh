@@ -12,5 +12,5 @@ if ! $PY -c "import setuptools" >/dev/null 2>&1; then
     $PY -m pip install -q setuptools
 fi
 # A regular (not editable) install: the start-up file srflow_plugin.pth only lands in site-packages this way.
-# The [test] extra brings pytest and flake8 (the lint step of .ci/run).
+# The [test] extra brings pytest, flake8 and isort (the lint steps of .ci/run).
 $PY -m pip install -q --no-build-isolation ".[test]"

@@ -33,11 +33,12 @@ from os import path as osp
 import numpy as np
 import torch
 
-import srflow_plugin  # noqa: F401  (before basicsr: installs the torchvision shim)
+import srflow_plugin  # noqa: F401  # isort: skip  (before basicsr: installs the torchvision shim)
 from basicsr.data import build_dataset
 from basicsr.metrics import calculate_psnr
 from basicsr.models import build_model
 from basicsr.utils import set_random_seed
+
 from srflow_plugin.inference.safe_sampling import bad_pixel_mask, decode_safely
 from srflow_plugin.losses import FlowNLLLoss
 from srflow_plugin.metrics import calculate_lpips, calculate_lr_psnr, diversity_score, lpips_distance
@@ -45,7 +46,6 @@ from srflow_plugin.models import RealSRFlowModel
 from srflow_plugin.tools.command import HelpFormatter, console_command
 from srflow_plugin.utils.image import images_in, nonfinite_pixels, read_image, to_image, to_tensor
 from srflow_plugin.utils.sampling import draw_noise, image_generator, scaled
-
 from demo_data import study_data
 
 SCALE = 4

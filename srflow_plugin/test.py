@@ -7,7 +7,6 @@ import os
 import sys
 from os import path as osp
 
-import srflow_plugin  # noqa: F401  (registers the SRFlow classes in BasicSR's registries)
 from basicsr import test as basicsr_test
 from basicsr.utils.options import parse_options
 

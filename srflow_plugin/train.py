@@ -7,7 +7,6 @@ import os
 import sys
 from os import path as osp
 
-import srflow_plugin  # noqa: F401  (registers the SRFlow classes in BasicSR's registries)
 from basicsr import train as basicsr_train
 from basicsr.utils import scandir
 from basicsr.utils.misc import check_resume

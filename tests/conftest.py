@@ -1,8 +1,12 @@
+"""Fixtures shared by the tests. Importing the package here, first, registers the plugin in BasicSR's registries
+and installs the torchvision shim before any test module imports basicsr, so test modules may order their imports
+as isort does."""
 import logging
 
 import pytest
 import torch
 
+import srflow_plugin  # noqa: F401
 from helpers.devices import DEVICES, full_float32
 
 

@@ -6,13 +6,12 @@ from os import path as osp
 import cv2
 import numpy as np
 import pytest
+from test_fid import colour_statistics, images
 
-import srflow_plugin  # noqa: F401
-from helpers.train import write_pairs
 from srflow_plugin.metrics import fid, kid
 from srflow_plugin.metrics.bootstrap import bootstrap_values, image_resamples, paired_difference
 from srflow_plugin.tools import compare
-from test_fid import colour_statistics, images
+from helpers.train import write_pairs
 
 
 def test_resamples_are_the_same_for_the_same_images_and_seed():

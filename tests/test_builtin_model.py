@@ -8,12 +8,12 @@ import cv2
 import numpy as np
 import pytest
 import torch
-
 from basicsr.metrics import calculate_psnr
-from srflow_plugin.metrics import bicubic_downscale, bicubic_upscale_matlab, calculate_lr_psnr
-from srflow_plugin.pretrained import BUILTIN_X4, builtin_checkpoint, pack_checkpoint, resolve_checkpoint
+
 from srflow_plugin.inference.loading import load_srflow
 from srflow_plugin.inference.sampling import mode_image
+from srflow_plugin.metrics import bicubic_downscale, bicubic_upscale_matlab, calculate_lr_psnr
+from srflow_plugin.pretrained import BUILTIN_X4, builtin_checkpoint, pack_checkpoint, resolve_checkpoint
 from srflow_plugin.tools import latent, sample
 from srflow_plugin.utils.checkpoint import save_srflow
 from srflow_plugin.utils.image import read_image, to_image, to_tensor

@@ -9,15 +9,14 @@ import numpy as np
 import pytest
 import torch
 import yaml
-
-import srflow_plugin  # noqa: F401
 from basicsr.archs import build_network
 from basicsr.metrics import calculate_psnr
-from helpers.train import write_pairs
-from srflow_plugin.metrics import FID
+
 from srflow_plugin.inference import measuring
 from srflow_plugin.inference.grid import GAP, label_height
+from srflow_plugin.metrics import FID
 from srflow_plugin.tools import compare
+from helpers.train import write_pairs
 
 SR_NET = dict(type='SRResNet', num_feat=8, num_block=1, upscale=4)
 FLOW_NET = dict(type='CouplingFlowNet', num_couplings=2, hidden_channels=8, cond_channels=4, cond_hidden=4)

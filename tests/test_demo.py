@@ -8,8 +8,8 @@ from os import path as osp
 import cv2
 import pytest
 
-from helpers.train import REPO, subprocess_env
 from srflow_plugin.inference.grid import GAP, label_height, tile_origin
+from helpers.train import REPO, subprocess_env
 
 BICUBIC_CAT_PSNR = 26.866  # MATLAB bicubic x4 of the demo's cat crop (its LR is MATLAB bicubic too), crop border 4
 

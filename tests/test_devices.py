@@ -6,13 +6,12 @@ from os import path as osp
 import pytest
 import torch
 
-import srflow_plugin  # noqa: F401  (before basicsr: installs the torchvision shim)
-from helpers.devices import CROSS_DEVICE_ATOL, DEVICES
 from srflow_plugin.inference import sampling
 from srflow_plugin.tools import compare, latent, measure
 from srflow_plugin.tools import sample as sample_tool
 from srflow_plugin.tools.command import resolve_device
 from srflow_plugin.utils.sampling import draw_noise, image_generator, scaled
+from helpers.devices import CROSS_DEVICE_ATOL, DEVICES
 from helpers.tiny import tiny_net, write_image, write_tiny_checkpoint
 
 TESTS = osp.dirname(osp.abspath(__file__))

@@ -4,9 +4,8 @@ from os import path as osp
 
 import torch
 import yaml
-
-import srflow_plugin  # noqa: F401
 from basicsr.models import build_model
+
 from srflow_plugin.archs import SRFlowNet, SRFlowRRDBNet, load_encoder_weights
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))

@@ -5,9 +5,8 @@ from unittest import mock
 import pytest
 import torch
 
-import srflow_plugin  # noqa: F401
-from helpers.train import briefly_trained_net
 from srflow_plugin.archs.flow_layers import FlowStep
+from helpers.train import briefly_trained_net
 
 pytestmark = pytest.mark.usefixtures('single_thread')
 

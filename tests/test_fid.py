@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-import srflow_plugin  # noqa: F401
 from srflow_plugin.metrics import fid
 
 

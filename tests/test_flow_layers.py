@@ -5,10 +5,8 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-import srflow_plugin  # noqa: F401
 from srflow_plugin.archs.flow_layers import (ActNorm, AffineInjector, ConditionalAffineCoupling, FlowStep,
                                              InvertibleConv1x1, Split, Squeeze)
-
 from helpers.flow_check import check_invertible_layer, perturb_
 
 C, U, HIDDEN = 4, 5, 6  # channels of z, of the conditioning features, of the sub-networks

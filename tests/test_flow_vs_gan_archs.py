@@ -4,14 +4,12 @@ import math
 
 import pytest
 import torch
+from basicsr.archs import build_network
 from torch import nn as nn
 
-import srflow_plugin  # noqa: F401
-from basicsr.archs import build_network
 from srflow_plugin.archs import CouplingFlowNet, InvertibleBatchNorm, SRResNet
 from srflow_plugin.archs.coupling_flow_arch import AffineCoupling, CouplingFlowStep
 from srflow_plugin.tools import complexity
-
 from helpers.flow_check import check_invertible_layer, jacobian_logabsdet, perturb_
 
 
@@ -177,8 +175,10 @@ def test_complexity_command_reads_option_files_and_arch_specs(tmp_path, capsys):
     ('train_SRResNet_x4.yml', 'SRModel', {'network_g': SRResNet}),
     ('train_Flow_x4.yml', 'SRFlowModel', {'network_g': CouplingFlowNet})])
 def test_study_option_files_build_their_networks(name, model_type, nets):
-    import yaml
     from os import path as osp
+
+    import yaml
+
     from srflow_plugin.options_schema import check_options
     with open(osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'options', 'flow_vs_gan', name)) as f:
         opt = yaml.safe_load(f)

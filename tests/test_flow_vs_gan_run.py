@@ -7,7 +7,6 @@ from os import path as osp
 
 import cv2
 
-import srflow_plugin  # noqa: F401
 import demo_data
 import flow_vs_gan
 

@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-import srflow_plugin  # noqa: F401
-from helpers.train import make_opt, val_loader
 from srflow_plugin.metrics import FID, fid
 from srflow_plugin.models.srflow_model import SRFlowModel
+from helpers.train import make_opt, val_loader
 
 TINY_FLOW = dict(type='CouplingFlowNet', scale=4, num_couplings=2, hidden_channels=8, hidden_layers=1,
                  cond_channels=4, cond_hidden=4)

@@ -2,10 +2,9 @@
 and the dataset-level metric beside FID on the same features."""
 import numpy as np
 import pytest
-
-import srflow_plugin  # noqa: F401
-from srflow_plugin.metrics import fid, kid
 from test_fid import colour_statistics, images
+
+from srflow_plugin.metrics import fid, kid
 
 
 def test_two_constant_sets_give_the_kernel_closed_form():

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-import srflow_plugin  # noqa: F401  (before basicsr: installs the torchvision shim)
 from srflow_plugin.inference.grid import GAP, label_height, tile_origin
 from srflow_plugin.inference.loading import load_srflow
 from srflow_plugin.tools import latent as latent_tool

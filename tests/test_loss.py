@@ -3,10 +3,9 @@ import math
 
 import pytest
 import torch
-
-import srflow_plugin  # noqa: F401
-import srflow_plugin.losses  # noqa: F401
 from basicsr.losses import build_loss
+
+import srflow_plugin.losses  # noqa: F401
 from srflow_plugin.losses import FlowNLLLoss
 
 

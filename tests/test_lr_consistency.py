@@ -6,11 +6,10 @@ import pytest
 import torch
 from basicsr.utils.matlab_functions import imresize
 from skimage import data
-
-import srflow_plugin  # noqa: F401
-from srflow_plugin.metrics import calculate_lr_psnr
-from srflow_plugin.inference.lr_consistency import back_project, downscale, resize_matrix
 from test_measure import lpips_hub, random_hub  # noqa: F401  (fixtures: LPIPS with a random-weight AlexNet)
+
+from srflow_plugin.inference.lr_consistency import back_project, downscale, resize_matrix
+from srflow_plugin.metrics import calculate_lr_psnr
 
 
 def _eight_bit(x):
@@ -164,11 +163,11 @@ def test_srflow_sample_writes_projected_samples_and_prints_the_lr_psnr_before_an
 
 
 def test_validation_reports_projected_metrics_under_their_own_keys(tmp_path, single_thread):
-    from helpers.train import make_opt
-    from srflow_plugin.models.srflow_model import SRFlowModel
     from srflow_plugin.metrics import bicubic_downscale
+    from srflow_plugin.models.srflow_model import SRFlowModel
     from srflow_plugin.utils.image import to_tensor
     from helpers.tiny import TINY, write_tiny_checkpoint
+    from helpers.train import make_opt
     write_tiny_checkpoint(tmp_path / 'tiny.pth')
     gt = np.ascontiguousarray(data.chelsea()[100:132, 200:232, ::-1])
     lr = bicubic_downscale(gt, 4)

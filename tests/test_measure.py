@@ -11,9 +11,8 @@ import pytest
 import torch
 import torchvision
 
-import srflow_plugin  # noqa: F401  (before basicsr: installs the torchvision shim)
-from srflow_plugin.metrics import diversity_score, lpips_distance
 from srflow_plugin.inference import measuring
+from srflow_plugin.metrics import diversity_score, lpips_distance
 from srflow_plugin.tools import measure
 from srflow_plugin.utils.sampling import temperature_of
 

@@ -7,12 +7,11 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-import srflow_plugin  # noqa: F401
-from helpers.devices import num_gpu, to_device
-from helpers.train import briefly_trained_net, ddp_train_worker, make_opt
 from srflow_plugin.archs.flow_layers import FlowStep, Split, Squeeze
 from srflow_plugin.archs.invertible_backprop import run_invertible_chain
 from srflow_plugin.models.srflow_model import SRFlowModel
+from helpers.devices import num_gpu, to_device
+from helpers.train import briefly_trained_net, ddp_train_worker, make_opt
 
 pytestmark = pytest.mark.usefixtures('single_thread')
 

@@ -8,11 +8,10 @@ import numpy as np
 import pytest
 import torch
 import torchvision
-
-import srflow_plugin  # noqa: F401  (before basicsr: installs the torchvision shim)
-import srflow_plugin.metrics as metrics
 from basicsr.metrics import calculate_metric
 from basicsr.utils.matlab_functions import imresize
+
+import srflow_plugin.metrics as metrics
 
 # ---------------------------------------------------------------------------------------------------
 # LR-PSNR

@@ -3,12 +3,11 @@ own arithmetic stays float32; NLL and training agree with float32."""
 import pytest
 import torch
 
-import srflow_plugin  # noqa: F401
-from helpers.devices import num_gpu, to_device
-from helpers.train import briefly_trained_net, make_opt, smooth_batch, val_loader
 from srflow_plugin.archs.flow_layers import FlowStep, Split
 from srflow_plugin.models.srflow_model import SRFlowModel
 from srflow_plugin.options_schema import OptionError
+from helpers.devices import num_gpu, to_device
+from helpers.train import briefly_trained_net, make_opt, smooth_batch, val_loader
 
 pytestmark = pytest.mark.usefixtures('single_thread')
 

@@ -9,16 +9,15 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-import srflow_plugin  # noqa: F401
 import srflow_plugin.losses  # noqa: F401
 import srflow_plugin.metrics  # noqa: F401
-from helpers.devices import num_gpu
-from helpers.train import TINY_NET, FakeTBLogger, ddp_actnorm_worker, ddp_train_worker, make_opt, val_loader
 from srflow_plugin.archs.flow_layers import ActNorm
 from srflow_plugin.archs.rrdb_arch import SRFlowRRDBNet
 from srflow_plugin.archs.srflow_arch import SRFlowNet
 from srflow_plugin.models.srflow_model import SRFlowModel
 from srflow_plugin.options_schema import OptionError
+from helpers.devices import num_gpu
+from helpers.train import TINY_NET, FakeTBLogger, ddp_actnorm_worker, ddp_train_worker, make_opt, val_loader
 
 
 def batch(seed=0, n=2, lq_size=8):
@@ -337,7 +336,9 @@ def test_save_writes_network_and_training_state_with_skipped_steps(tmp_path):
                                   'test_SRFlow_x8', 'test_SRFlow_CelebA_x8'])
 def test_shipped_option_files_pass_the_option_check_and_fit_the_network(name):
     import inspect
+
     import yaml
+
     from srflow_plugin.options_schema import check_options
     with open(osp.join(osp.dirname(osp.dirname(__file__)), 'options', f'{name}.yml')) as f:
         opt = yaml.safe_load(f)

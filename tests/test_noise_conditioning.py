@@ -3,14 +3,13 @@ import math
 
 import pytest
 import torch
+from test_release_checkpoints import converted_release_net, fixture
 
-import srflow_plugin  # noqa: F401
-from helpers.flow_check import check_nll_is_change_of_variables, perturb_
-from helpers.train import make_opt, smooth_batch
 from srflow_plugin.archs import SRFlowNet
 from srflow_plugin.models import SRFlowModel
 from srflow_plugin.options_schema import OptionError
-from test_release_checkpoints import converted_release_net, fixture
+from helpers.flow_check import check_nll_is_change_of_variables, perturb_
+from helpers.train import make_opt, smooth_batch
 
 NOISE_KEYS = ['noise_embedding.gain', 'noise_embedding.bias']
 TINY = dict(scale=4, num_feat=8, num_block=2, num_grow_ch=4, tap_blocks=(1, 0), flow_steps=2, plain_steps=1,

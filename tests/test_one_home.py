@@ -11,17 +11,16 @@ import numpy as np
 import pytest
 import torch
 
-import srflow_plugin  # noqa: F401
-from helpers.devices import num_gpu
-from helpers.train import make_opt
+from srflow_plugin.inference import measuring
 from srflow_plugin.models.srflow_model import SRFlowModel
 from srflow_plugin.options_schema import OptionError
-from srflow_plugin.inference import measuring
 from srflow_plugin.tools import prepare_data
 from srflow_plugin.tools import sample as sample_tool
 from srflow_plugin.utils.checkpoint import atomic_save, remove_stale_temporaries
 from srflow_plugin.utils.image import read_image, to_tensor
+from helpers.devices import num_gpu
 from helpers.tiny import TINY, write_image, write_tiny_checkpoint
+from helpers.train import make_opt
 
 pytestmark = pytest.mark.usefixtures('single_thread')
 

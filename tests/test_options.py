@@ -7,11 +7,10 @@ from os import path as osp
 import pytest
 import torch
 
-import srflow_plugin  # noqa: F401
-from helpers.train import make_opt
 from srflow_plugin.models import srflow_model, training_guard
 from srflow_plugin.models.srflow_model import SRFlowModel
 from srflow_plugin.options_schema import SCHEMA, OptionError, check_options, get_option, options_markdown
+from helpers.train import make_opt
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 

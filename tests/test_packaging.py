@@ -13,8 +13,8 @@ from os import path as osp
 import pytest
 
 import srflow_plugin
-from helpers.train import REPO, subprocess_env
 from helpers.tiny import write_image, write_tiny_checkpoint
+from helpers.train import REPO, subprocess_env
 
 SETUP = open(osp.join(REPO, 'setup.py'), encoding='utf-8').read()
 COMMANDS = dict(re.findall(r"'(srflow-[a-z-]+) = ([\w.]+:\w+)'", SETUP))

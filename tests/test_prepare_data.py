@@ -8,13 +8,11 @@ from os import path as osp
 import cv2
 import numpy as np
 import pytest
-
-import srflow_plugin  # noqa: F401  (before basicsr: installs the torchvision shim)
 from basicsr.data.paired_image_dataset import PairedImageDataset
 from basicsr.utils.matlab_functions import imresize
-from helpers.train import subprocess_env
-from srflow_plugin.tools import prepare_data
 
+from srflow_plugin.tools import prepare_data
+from helpers.train import subprocess_env
 
 # with crop_size=48, step=24, thresh_size=8:
 #   a.png 100x90: rows start 0, 24, 48 (4 px left <= 8); columns 0, 24 and 42 (18 px left > 8) -> 9

@@ -11,11 +11,11 @@ from basicsr.data import build_dataset
 from basicsr.models.realesrnet_model import RealESRNetModel
 from basicsr.utils.registry import DATASET_REGISTRY, MODEL_REGISTRY
 
-from helpers.train import SCALE, TINY_NET, make_opt, smooth_images
 from srflow_plugin.data import RealESRGANCropDataset
 from srflow_plugin.models import RealSRFlowModel
 from srflow_plugin.models.realsrflow_model import ContiguousDiffJPEG
 from srflow_plugin.options_schema import OptionError
+from helpers.train import SCALE, TINY_NET, make_opt, smooth_images
 
 KERNELS = ['iso', 'aniso', 'generalized_iso', 'generalized_aniso', 'plateau_iso', 'plateau_aniso']
 GT_SIZE = 32

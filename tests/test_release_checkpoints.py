@@ -6,11 +6,10 @@ from pathlib import Path
 
 import pytest
 import torch
-
-import srflow_plugin  # noqa: F401
 from basicsr.archs.rrdbnet_arch import RRDBNet
-from helpers.train import subprocess_env
+
 from srflow_plugin.archs import SRFlowNet, SRFlowRRDBNet, convert_release_state_dict, load_encoder_weights
+from helpers.train import subprocess_env
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = Path(os.environ.get('SRFLOW_REFERENCE_DIR', REPO.parent / 'shared' / 'reference'))

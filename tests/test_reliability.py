@@ -11,25 +11,24 @@ import cv2
 import lmdb
 import numpy as np
 import pytest
+import test_one_home
 import torch
 import yaml
 
-import srflow_plugin  # noqa: F401  (installs utils/basicsr_compat.py)
-from helpers.train import REPO, make_opt, subprocess_env, write_pairs, write_train_yml
 from srflow_plugin.entry import checked_parse_options
+from srflow_plugin.inference import measuring, sampling
+from srflow_plugin.inference.loading import load_srflow
 from srflow_plugin.models import preflight
 from srflow_plugin.models.srflow_model import SRFlowModel
 from srflow_plugin.options_schema import OptionError, check_options
-from srflow_plugin.inference import measuring, sampling
-from srflow_plugin.inference.loading import load_srflow
 from srflow_plugin.tools import compare, convert, latent, measure, prepare_data
 from srflow_plugin.tools import sample as sample_tool
 from srflow_plugin.utils.checkpoint import remove_stale_temporaries, save_srflow
 from srflow_plugin.utils.lmdb_check import check_lmdb
 from srflow_plugin.utils.option_file import MAX_OPTION_VALUES
 from srflow_plugin.utils.run_lock import hold_folder, lock_path, release_folder
-import test_one_home
 from helpers.tiny import TINY, tiny_net, write_image
+from helpers.train import REPO, make_opt, subprocess_env, write_pairs, write_train_yml
 
 pytestmark = pytest.mark.usefixtures('single_thread')
 pair = test_one_home.pair  # the fixture: a tiny checkpoint, an LR image 0801x4.png and its GT 0801.png
@@ -141,6 +140,7 @@ class _Payload:
 
 def test_pretrain_network_g_is_read_weights_only_even_when_torch_is_told_otherwise(tmp_path, monkeypatch):
     from basicsr.models.base_model import BaseModel
+
     from srflow_plugin.utils.checkpoint import load_network_weights_only
     marker = tmp_path / 'marker'
     crafted = tmp_path / 'crafted.pth'

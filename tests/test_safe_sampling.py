@@ -5,17 +5,15 @@ import math
 import pytest
 import torch
 
-import srflow_plugin  # noqa: F401
-from helpers.train import make_opt, val_loader
-from srflow_plugin.models import SRFlowModel
-from srflow_plugin.models import validation
 from srflow_plugin.inference import sampling
 from srflow_plugin.inference.safe_sampling import bad_pixel_mask, decode_safely, latent_region
+from srflow_plugin.models import SRFlowModel, validation
 from srflow_plugin.tools import latent as latent_tool
 from srflow_plugin.tools import sample as sample_tool
-from srflow_plugin.utils.image import read_nonfinite
 from srflow_plugin.utils.checkpoint import save_srflow
+from srflow_plugin.utils.image import read_nonfinite
 from helpers.tiny import TINY, tiny_net, write_image
+from helpers.train import make_opt, val_loader
 
 pytestmark = pytest.mark.usefixtures('single_thread')
 LQ = (16, 16)

@@ -9,12 +9,11 @@ import pytest
 import torch
 import yaml
 
-import srflow_plugin  # noqa: F401  (installs the changes of utils/basicsr_compat.py)
-from helpers.train import make_opt, subprocess_env, write_train_yml
 from srflow_plugin import test as test_entry
 from srflow_plugin import train as train_entry
 from srflow_plugin.models.srflow_model import SRFlowModel
 from srflow_plugin.options_schema import OptionError
+from helpers.train import make_opt, subprocess_env, write_train_yml
 
 
 class _Payload:

@@ -11,7 +11,6 @@ import pytest
 import torch
 import yaml
 
-import srflow_plugin  # noqa: F401  (before basicsr: installs the torchvision shim)
 from srflow_plugin.inference import sampling
 from srflow_plugin.inference.grid import label_height, tile_origin
 from srflow_plugin.inference.loading import load_srflow

@@ -3,12 +3,10 @@ import math
 
 import pytest
 import torch
-
-import srflow_plugin  # noqa: F401
 from basicsr.archs import build_network
 from basicsr.archs.rrdbnet_arch import RRDBNet
-from srflow_plugin.archs import RELEASED_CONFIGS, SRFlowNet, SRFlowRRDBNet
 
+from srflow_plugin.archs import RELEASED_CONFIGS, SRFlowNet, SRFlowRRDBNet
 from helpers.flow_check import check_nll_is_change_of_variables, perturb_
 
 

@@ -3,11 +3,10 @@ import numpy as np
 import pytest
 import torch
 
-import srflow_plugin  # noqa: F401  (before basicsr: installs the torchvision shim)
 from srflow_plugin.archs import RELEASED_CONFIGS, SRFlowNet
 from srflow_plugin.inference.grid import GAP, label_height, make_grid, tile_origin
-from srflow_plugin.inference.tiling import (decode_tiled, measure_receptive_radius, needed_overlap,
-                                            receptive_radius, tile_boxes)
+from srflow_plugin.inference.tiling import (decode_tiled, measure_receptive_radius, needed_overlap, receptive_radius,
+                                            tile_boxes)
 from helpers.devices import to_device
 from helpers.tiny import tiny_net
 

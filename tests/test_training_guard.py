@@ -7,11 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-import srflow_plugin  # noqa: F401
-from helpers.train import make_opt
 from srflow_plugin.archs.flow_layers import ActNorm
 from srflow_plugin.models.srflow_model import SRFlowModel
 from srflow_plugin.models.training_guard import TrainingGuard
+from helpers.train import make_opt
 
 # a fast guard for tests: spike tests after 5 steps, roll back after 3 rejections, snapshot every 4 iterations
 FAST_GUARD = dict(warmup_iter=5, window=20, max_rejected=3, snapshot_freq=4, cooldown_factor=0.1, cooldown_iter=3)

@@ -14,7 +14,6 @@ import re
 from basicsr.utils import get_root_logger
 
 from srflow_plugin.utils.checkpoint import checkpoint_params, load_weights, read_checkpoint, strip_module_prefix
-
 from .srflow_arch import SRFlowNet
 
 __all__ = [

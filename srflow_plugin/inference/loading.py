@@ -6,8 +6,8 @@ from copy import deepcopy
 from typing import Union
 
 import torch
-
 from basicsr.archs import build_network  # SRFlowNet is registered: srflow_plugin/__init__.py runs before this module
+
 from srflow_plugin.utils.checkpoint import (checkpoint_params, load_weights, read_checkpoint, strip_module_prefix,
                                             warn_layout_mismatch)
 from srflow_plugin.utils.option_file import read_option_file

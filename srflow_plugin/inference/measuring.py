@@ -38,8 +38,8 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Un
 
 import numpy as np
 import torch
-
 from basicsr.metrics.psnr_ssim import calculate_psnr, calculate_ssim
+
 from srflow_plugin.inference.lr_consistency import back_project_image
 from srflow_plugin.metrics import (InceptionFeatures, calculate_lr_psnr, diversity_score, get_lpips_model,
                                    kernel_distance, lpips_distance)

@@ -3,9 +3,9 @@ import math
 from typing import Optional
 
 import torch
+from basicsr.utils.registry import LOSS_REGISTRY
 from torch import nn
 
-from basicsr.utils.registry import LOSS_REGISTRY
 from srflow_plugin.utils import register
 
 _REDUCTIONS = ('none', 'mean', 'sum')

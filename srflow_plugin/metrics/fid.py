@@ -14,7 +14,6 @@ import os
 
 import numpy as np
 import torch
-
 from basicsr.metrics.fid import calculate_fid
 from basicsr.utils import img2tensor
 

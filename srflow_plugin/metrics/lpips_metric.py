@@ -13,8 +13,8 @@ import warnings
 
 import numpy as np
 import torch
-
 from basicsr.utils.registry import METRIC_REGISTRY
+
 from srflow_plugin.utils import register
 from srflow_plugin.utils.checkpoint import atomic_save
 from srflow_plugin.utils.image import to_tensor

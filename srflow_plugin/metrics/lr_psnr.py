@@ -2,10 +2,10 @@
 from typing import Optional
 
 import numpy as np
-
 from basicsr.metrics.psnr_ssim import calculate_psnr
 from basicsr.utils.matlab_functions import imresize
 from basicsr.utils.registry import METRIC_REGISTRY
+
 from srflow_plugin.utils import register
 
 __all__ = ['calculate_lr_psnr', 'bicubic_downscale', 'bicubic_upscale_matlab']

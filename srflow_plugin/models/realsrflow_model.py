@@ -14,7 +14,6 @@ from basicsr.utils.registry import MODEL_REGISTRY
 
 from srflow_plugin.options_schema import REAL_DEGRADATION, OptionError, get_option
 from srflow_plugin.utils import register
-
 from .srflow_model import SRFlowModel
 
 

@@ -37,10 +37,9 @@ from os import path as osp
 import cv2
 import numpy as np
 import torch
-
-import srflow_plugin  # noqa: F401  (registers the archs; before basicsr: installs the torchvision shim)
 from basicsr.archs import build_network
 from basicsr.utils import imwrite
+
 from srflow_plugin.archs.flow_base import ConditionalFlowNet
 from srflow_plugin.inference.grid import bicubic_upscale, make_grid, nearest_upscale
 from srflow_plugin.inference.measuring import find_lr, group_samples, measure

@@ -26,11 +26,10 @@ import sys
 
 import torch
 import yaml
-from torch.utils.flop_counter import FlopCounterMode
-
-import srflow_plugin  # noqa: F401  (registers the plugin's archs; before basicsr: installs the torchvision shim)
 from basicsr.archs import build_network
 from basicsr.utils.registry import ARCH_REGISTRY
+from torch.utils.flop_counter import FlopCounterMode
+
 from srflow_plugin.archs.flow_base import ConditionalFlowNet
 from srflow_plugin.tools.command import HelpFormatter, console_command
 from srflow_plugin.utils.option_file import read_option_file

@@ -10,9 +10,8 @@ import argparse
 import os
 import sys
 
-import srflow_plugin  # noqa: F401  (before basicsr: installs the torchvision shim)
-from srflow_plugin.tools.command import HelpFormatter, console_command
 from srflow_plugin.archs.release_checkpoint import RELEASED_CONFIGS, load_release_checkpoint
+from srflow_plugin.tools.command import HelpFormatter, console_command
 from srflow_plugin.utils.checkpoint import save_srflow
 from srflow_plugin.utils.paths import check_outputs
 

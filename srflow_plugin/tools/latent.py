@@ -35,7 +35,6 @@ import cv2
 import numpy as np
 import torch
 
-import srflow_plugin  # noqa: F401  (before basicsr: installs the torchvision shim)
 from srflow_plugin.inference.grid import make_grid
 from srflow_plugin.inference.loading import load_srflow
 from srflow_plugin.inference.safe_sampling import decode_safely, repair_summary

@@ -11,7 +11,6 @@ import argparse
 import sys
 from os import path as osp
 
-import srflow_plugin  # noqa: F401  (before basicsr: installs the torchvision shim)
 from srflow_plugin.inference.measuring import format_markdown, measure, write_csv
 from srflow_plugin.metrics import get_lpips_model
 from srflow_plugin.tools.command import HelpFormatter, add_device_argument, console_command, resolve_device

@@ -17,20 +17,19 @@ The LMDB keys are the file stems, identical for GT and LR, as BasicSR's PairedIm
 cropped at the bottom/right to a multiple of the scales and the folders are named <name>_mod<m>.
 """
 import argparse
-import sys
 import math
 import os
 import shutil
+import sys
 from functools import partial
 from multiprocessing import Pool
 from os import path as osp
 
 import cv2
 import numpy as np
+from basicsr.utils.lmdb_util import make_lmdb_from_imgs
 from tqdm import tqdm
 
-import srflow_plugin  # noqa: F401  (before basicsr: installs the torchvision shim)
-from basicsr.utils.lmdb_util import make_lmdb_from_imgs
 from srflow_plugin.metrics.lr_psnr import bicubic_downscale
 from srflow_plugin.tools.command import HelpFormatter, console_command
 from srflow_plugin.utils.image import images_in, read_image

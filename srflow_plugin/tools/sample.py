@@ -38,7 +38,6 @@ from os import path as osp
 
 from tqdm import tqdm
 
-import srflow_plugin  # noqa: F401  (before basicsr: installs the torchvision shim)
 from srflow_plugin.inference.loading import load_srflow
 from srflow_plugin.inference.lr_consistency import project_samples
 from srflow_plugin.inference.safe_sampling import repair_summary

@@ -42,8 +42,7 @@ import yaml
 
 from srflow_plugin.utils.checkpoint import load_network_weights_only
 from srflow_plugin.utils.option_file import OptionLoader
-from srflow_plugin.utils.resume import (CountingCPUPrefetcher, CountingCUDAPrefetcher, ResumableSampler,
-                                        TrainingPosition)
+from srflow_plugin.utils.resume import CountingCPUPrefetcher, CountingCUDAPrefetcher, ResumableSampler, TrainingPosition
 
 _INSTALLED = False
 
