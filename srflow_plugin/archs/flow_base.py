@@ -11,7 +11,7 @@
 """
 import abc
 import math
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn as nn
@@ -19,7 +19,7 @@ from torch import nn as nn
 AMP_DTYPES = {None: None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 
-def mixed_precision(net: nn.Module, precision: Optional[str] = None):
+def mixed_precision(net: nn.Module, precision: Optional[str] = None) -> torch.autocast:
     """``torch.autocast`` on the device of ``net``'s parameters: ``'bf16'``, ``'fp16'``, or None (float32, a no-op).
 
     In SRFlowNet only the encoder and the affine sub-networks run in lower precision under it; the flow's own
@@ -51,11 +51,11 @@ class InvertibleLayer(nn.Module, metaclass=abc.ABCMeta):
     """
 
     @abc.abstractmethod
-    def forward(self, x: torch.Tensor, cond=None) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, cond: Any = None) -> Tuple[torch.Tensor, torch.Tensor]:
         """x -> (y, log|det dy/dx| per sample, shape [B])."""
 
     @abc.abstractmethod
-    def inverse(self, y: torch.Tensor, cond=None) -> Tuple[torch.Tensor, torch.Tensor]:
+    def inverse(self, y: torch.Tensor, cond: Any = None) -> Tuple[torch.Tensor, torch.Tensor]:
         """y -> (x, log|det dx/dy| per sample), the exact inverse of :meth:`forward`."""
 
 
@@ -78,7 +78,7 @@ class ConditionalFlowNet(nn.Module, metaclass=abc.ABCMeta):
         """(C, H, W) of each latent, in the order :meth:`encode` returns them, for an LR image of lq_h x lq_w."""
 
     @abc.abstractmethod
-    def condition(self, lq: torch.Tensor, precompute: bool = True):
+    def condition(self, lq: torch.Tensor, precompute: bool = True) -> Any:
         """Computes everything that depends only on the LR images [B, C, h, w] in [0, 1], once, for any number of
         :meth:`encode` / :meth:`decode` calls (``cond=``). ``precompute=False`` keeps only what the flow cannot
         derive cheaply as it runs (less memory, same results)."""
@@ -117,7 +117,7 @@ class ConditionalFlowNet(nn.Module, metaclass=abc.ABCMeta):
             raise ValueError(f'give {", ".join(given)} to condition(), which made cond, not with cond')
         return cond
 
-    def autocast(self, precision: Optional[str] = None):
+    def autocast(self, precision: Optional[str] = None) -> torch.autocast:
         """Context manager for mixed precision: ``'bf16'`` or ``'fp16'``, None for float32 (:func:`mixed_precision`)."""
         return mixed_precision(self, precision)
 
@@ -125,7 +125,7 @@ class ConditionalFlowNet(nn.Module, metaclass=abc.ABCMeta):
     def encode(self,
                gt: torch.Tensor,
                lq: Optional[torch.Tensor] = None,
-               cond=None,
+               cond: Any = None,
                **condition_kwargs) -> Tuple[List[torch.Tensor], torch.Tensor]:
         """Maps HR images to their latents and negative log-likelihood under the model.
 
@@ -156,7 +156,7 @@ class ConditionalFlowNet(nn.Module, metaclass=abc.ABCMeta):
                latents: Optional[List[torch.Tensor]] = None,
                temperature: float = 0.8,
                generator: Optional[torch.Generator] = None,
-               cond=None,
+               cond: Any = None,
                **condition_kwargs) -> torch.Tensor:
         """Draws (or reconstructs) HR images for the LR images.
 
@@ -188,7 +188,7 @@ class ConditionalFlowNet(nn.Module, metaclass=abc.ABCMeta):
                      temperature: float = 0.8,
                      generator: Optional[torch.Generator] = None,
                      batch: int = 1,
-                     device=None,
+                     device: Union[str, torch.device, None] = None,
                      dtype: Optional[torch.dtype] = None) -> List[torch.Tensor]:
         """Latents ~ N(0, temperature^2) for an LR image of lq_h x lq_w, as :meth:`decode` draws them.
 
@@ -212,7 +212,10 @@ class ConditionalFlowNet(nn.Module, metaclass=abc.ABCMeta):
         return [(torch.randn((batch, ) + shape, generator=generator, device=draw_device, dtype=dtype) *
                  temperature).to(device) for shape in self.latent_shapes(lq_h, lq_w)]
 
-    def forward(self, lq: torch.Tensor, gt: Optional[torch.Tensor] = None, **kwargs):
+    def forward(self,
+                lq: torch.Tensor,
+                gt: Optional[torch.Tensor] = None,
+                **kwargs) -> Union[Tuple[List[torch.Tensor], torch.Tensor], torch.Tensor]:
         """``net(lq, gt, ...)`` is :meth:`encode`; ``net(lq, ...)`` is :meth:`decode` (kept one entry for DDP)."""
         if gt is not None:
             return self.encode(gt, lq, **kwargs)

@@ -16,6 +16,8 @@ Two more paths exist for speed and memory, and each equals the exact inverse to 
 ``FlowStep.inverse_and_recompute`` (memory-saving training: the input from the output and the step's graph
 recomputed, sharing one sub-network evaluation).
 """
+from typing import Any, Optional, Tuple, Union
+
 import torch
 from torch import distributed as dist
 from torch import nn as nn
@@ -27,18 +29,23 @@ from .flow_base import InvertibleLayer
 SCALE_OFFSET = 2.0
 SCALE_EPS = 1e-4
 
+# the prepared conditions: an injector's (shift, scale, per-sample log-det), a flow step's (injector's, coupling's
+# first-layer response) or None for a plain step
+InjectorCondition = Tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+StepCondition = Optional[Tuple[InjectorCondition, torch.Tensor]]
+
 
 def _per_sample(value, batch):
     """Broadcasts a per-sample log-det (scalar or [1]) to shape [batch]."""
     return value.reshape(-1).expand(batch) if value.numel() == 1 else value
 
 
-def affine_params(h):
+def affine_params(h: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """Splits a sub-network output into (shift, scale): even channels shift, odd channels scale."""
     return h[:, 0::2], torch.sigmoid(h[:, 1::2] + SCALE_OFFSET) + SCALE_EPS
 
 
-def full_precision(x):
+def full_precision(x: torch.Tensor) -> torch.autocast:
     """Turns autocast off: the flow itself (log-dets, 1x1 convolutions, the split prior) stays in float32 under
     mixed precision, only the encoder and the affine sub-networks run in lower precision."""
     return torch.autocast(x.device.type, enabled=False)
@@ -64,10 +71,10 @@ def _all_reduce_sum(t):
 class Squeeze(InvertibleLayer):
     """Space-to-depth by 2: channel c*4 + dy*2 + dx (identical to ``pixel_unshuffle(x, 2)``)."""
 
-    def forward(self, x, cond=None):
+    def forward(self, x: torch.Tensor, cond: Any = None) -> Tuple[torch.Tensor, torch.Tensor]:
         return F.pixel_unshuffle(x, 2), x.new_zeros(x.shape[0])
 
-    def inverse(self, y, cond=None):
+    def inverse(self, y: torch.Tensor, cond: Any = None) -> Tuple[torch.Tensor, torch.Tensor]:
         return F.pixel_shuffle(y, 2), y.new_zeros(y.shape[0])
 
 
@@ -83,14 +90,14 @@ class ActNorm(InvertibleLayer):
         num_channels (int): Channel number of the input.
     """
 
-    def __init__(self, num_channels):
+    def __init__(self, num_channels: int):
         super().__init__()
         self.bias = nn.Parameter(torch.zeros(1, num_channels, 1, 1))
         self.logs = nn.Parameter(torch.zeros(1, num_channels, 1, 1))
         self.initialized = False
 
     @torch.no_grad()
-    def initialize(self, x):
+    def initialize(self, x: torch.Tensor) -> None:
         """Sets bias = -mean and logs = log(1 / (std + 1e-6)) from the batch ``x`` (all processes together)."""
         dims = (0, 2, 3)
         count = _all_reduce_sum(x.new_tensor(float(x.numel() // x.shape[1])))
@@ -111,11 +118,11 @@ class ActNorm(InvertibleLayer):
     def _logdet(self, x):
         return _per_sample(self.logs.sum() * (x.shape[2] * x.shape[3]), x.shape[0])
 
-    def forward(self, x, cond=None):
+    def forward(self, x: torch.Tensor, cond: Any = None) -> Tuple[torch.Tensor, torch.Tensor]:
         self._maybe_initialize(x)
         return (x + self.bias) * torch.exp(self.logs), self._logdet(x)
 
-    def inverse(self, y, cond=None):
+    def inverse(self, y: torch.Tensor, cond: Any = None) -> Tuple[torch.Tensor, torch.Tensor]:
         return y * torch.exp(-self.logs) - self.bias, -self._logdet(y)
 
 
@@ -132,7 +139,7 @@ class InvertibleConv1x1(InvertibleLayer):
         num_channels (int): Channel number of the input.
     """
 
-    def __init__(self, num_channels):
+    def __init__(self, num_channels: int):
         super().__init__()
         weight = torch.linalg.qr(torch.randn(num_channels, num_channels))[0]
         self.weight = nn.Parameter(weight)
@@ -143,7 +150,7 @@ class InvertibleConv1x1(InvertibleLayer):
         inverse = torch.inverse(self.weight.double()).to(self.weight.dtype)
         return inverse, logabsdet
 
-    def inverse_and_logabsdet(self):
+    def inverse_and_logabsdet(self) -> Tuple[torch.Tensor, torch.Tensor]:
         """(W^-1, log|det W|), cached in eval mode."""
         if self.training:
             self._cache = None
@@ -159,14 +166,14 @@ class InvertibleConv1x1(InvertibleLayer):
     def _logdet(self, x, logabsdet):
         return _per_sample(logabsdet * (x.shape[2] * x.shape[3]), x.shape[0])
 
-    def forward(self, x, cond=None):
+    def forward(self, x: torch.Tensor, cond: Any = None) -> Tuple[torch.Tensor, torch.Tensor]:
         logabsdet = torch.linalg.slogdet(self.weight)[1] if self.training else self.inverse_and_logabsdet()[1]
         c = self.weight.shape[0]
         with full_precision(x):
             y = F.conv2d(x, self.weight.view(c, c, 1, 1))
         return y, self._logdet(x, logabsdet)
 
-    def inverse(self, y, cond=None):
+    def inverse(self, y: torch.Tensor, cond: Any = None) -> Tuple[torch.Tensor, torch.Tensor]:
         inverse, logabsdet = self.inverse_and_logabsdet()
         c = inverse.shape[0]
         with full_precision(y):
@@ -183,12 +190,12 @@ class ConvActNorm(nn.Conv2d):
         kernel_size (int): 3 or 1.
     """
 
-    def __init__(self, in_channels, out_channels, kernel_size):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int):
         super().__init__(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False)
         nn.init.normal_(self.weight, 0.0, 0.05)
         self.actnorm = ActNorm(out_channels)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.actnorm(super().forward(x))[0]
 
 
@@ -209,13 +216,13 @@ class ZeroConv2d(nn.Conv2d):
         out_channels (int): Output channels.
     """
 
-    def __init__(self, in_channels, out_channels):
+    def __init__(self, in_channels: int, out_channels: int):
         super().__init__(in_channels, out_channels, 3, padding=1)
         nn.init.zeros_(self.weight)
         nn.init.zeros_(self.bias)
         self.logs = nn.Parameter(torch.zeros(out_channels, 1, 1))
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return super().forward(x) * torch.exp(self.logs * 3)
 
 
@@ -232,18 +239,21 @@ class ConditionalSubNet(nn.Module):
         hidden_channels (int): Width of the hidden layers.
     """
 
-    def __init__(self, in_channels, cond_channels, out_channels, hidden_channels):
+    def __init__(self, in_channels: int, cond_channels: int, out_channels: int, hidden_channels: int):
         super().__init__()
         self.in_channels = in_channels
         self.conv_in = ConvActNorm(in_channels + cond_channels, hidden_channels, 3)
         self.conv_hidden = ConvActNorm(hidden_channels, hidden_channels, 1)
         self.conv_out = ZeroConv2d(hidden_channels, out_channels)
 
-    def condition_term(self, cond):
+    def condition_term(self, cond: torch.Tensor) -> torch.Tensor:
         """The first convolution's response to the conditioning channels."""
         return F.conv2d(cond, self.conv_in.weight[:, self.in_channels:], padding=1)
 
-    def forward_folded(self, x, cond_term, out_order=None):
+    def forward_folded(self,
+                       x: Optional[torch.Tensor],
+                       cond_term: torch.Tensor,
+                       out_order: Optional[torch.Tensor] = None) -> torch.Tensor:
         """:meth:`forward` with each ActNorm and the ZeroConv2d scale folded into the convolutions (fewer passes
         over the activations, for sampling); ``out_order`` permutes the output channels."""
         act_in, act_hidden, conv_out = self.conv_in.actnorm, self.conv_hidden.actnorm, self.conv_out
@@ -264,7 +274,7 @@ class ConditionalSubNet(nn.Module):
             weight, bias = weight[out_order], bias[out_order]
         return F.conv2d(h, _channels_last(weight), bias, padding=1).contiguous()
 
-    def forward(self, x, cond_term):
+    def forward(self, x: Optional[torch.Tensor], cond_term: torch.Tensor) -> torch.Tensor:
         h = cond_term
         if self.in_channels:
             h = F.conv2d(x, self.conv_in.weight[:, :self.in_channels], padding=1) + h
@@ -282,24 +292,24 @@ class AffineInjector(InvertibleLayer):
         hidden_channels (int): Width of the sub-network.
     """
 
-    def __init__(self, num_channels, cond_channels, hidden_channels):
+    def __init__(self, num_channels: int, cond_channels: int, hidden_channels: int):
         super().__init__()
         self.net = ConditionalSubNet(0, cond_channels, 2 * num_channels, hidden_channels)
 
-    def prepare_condition(self, u):
+    def prepare_condition(self, u: torch.Tensor) -> InjectorCondition:
         """(shift, scale, per-sample log-det) for the features u; everything here depends on the LR alone."""
         shift, scale = affine_params(self.net(None, self.net.condition_term(u)))
         return shift, scale, torch.log(scale).flatten(1).sum(1)
 
-    def forward(self, x, cond):
+    def forward(self, x: torch.Tensor, cond: InjectorCondition) -> Tuple[torch.Tensor, torch.Tensor]:
         shift, scale, logdet = cond
         return (x + shift) * scale, _per_sample(logdet, x.shape[0])
 
-    def inverse(self, y, cond):
+    def inverse(self, y: torch.Tensor, cond: InjectorCondition) -> Tuple[torch.Tensor, torch.Tensor]:
         shift, scale, logdet = cond
         return y / scale - shift, -_per_sample(logdet, y.shape[0])
 
-    def fast_inverse(self, y, cond):
+    def fast_inverse(self, y: torch.Tensor, cond: InjectorCondition) -> torch.Tensor:
         """``inverse(y, cond)[0]`` for sampling: one pass, with 1 / scale computed on the LR-only tensor."""
         shift, scale, _ = cond
         return torch.addcmul(-shift, y, 1 / scale)
@@ -316,27 +326,27 @@ class AffineCouplingLayer(InvertibleLayer):
     num_kept: int
     net: nn.Module
 
-    def prepare_condition(self, u):
+    def prepare_condition(self, u: torch.Tensor) -> torch.Tensor:
         """The sub-network's first-layer response to u, shared by all samples of one LR image."""
         return self.net.condition_term(u)
 
     def _shift_scale(self, z1, cond):
         return affine_params(self.net(z1, cond))
 
-    def couple(self, x, shift, scale):
+    def couple(self, x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """The coupling with given (shift, scale) of the kept half: (y, logdet)."""
         z1, z2 = x[:, :self.num_kept], x[:, self.num_kept:]
         return torch.cat([z1, (z2 + shift) * scale], 1), torch.log(scale).flatten(1).sum(1)
 
-    def uncouple(self, y, shift, scale):
+    def uncouple(self, y: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """The inverse of :meth:`couple`: (x, -logdet)."""
         z1, z2 = y[:, :self.num_kept], y[:, self.num_kept:]
         return torch.cat([z1, z2 / scale - shift], 1), -torch.log(scale).flatten(1).sum(1)
 
-    def forward(self, x, cond):
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         return self.couple(x, *self._shift_scale(x[:, :self.num_kept], cond))
 
-    def inverse(self, y, cond):
+    def inverse(self, y: torch.Tensor, cond: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         return self.uncouple(y, *self._shift_scale(y[:, :self.num_kept], cond))
 
 
@@ -347,12 +357,12 @@ class ConditionalAffineCoupling(AffineCouplingLayer):
     also reads z1.
     """
 
-    def __init__(self, num_channels, cond_channels, hidden_channels):
+    def __init__(self, num_channels: int, cond_channels: int, hidden_channels: int):
         super().__init__()
         self.num_kept = num_channels // 2
         self.net = ConditionalSubNet(self.num_kept, cond_channels, 2 * (num_channels - self.num_kept), hidden_channels)
 
-    def fast_inverse(self, y, cond):
+    def fast_inverse(self, y: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """``inverse(y, cond)[0]`` for sampling: folded sub-network whose shift and scale channels come out as two
         contiguous halves, and no log-det."""
         z1, z2 = y[:, :self.num_kept], y[:, self.num_kept:]
@@ -399,7 +409,7 @@ class FlowStep(InvertibleLayer):
         hidden_channels (int): Width of the injector and coupling sub-networks.
     """
 
-    def __init__(self, num_channels, cond_channels=None, hidden_channels=64):
+    def __init__(self, num_channels: int, cond_channels: Optional[int] = None, hidden_channels: int = 64):
         super().__init__()
         self.actnorm = ActNorm(num_channels)
         self.invconv = InvertibleConv1x1(num_channels)
@@ -408,7 +418,7 @@ class FlowStep(InvertibleLayer):
             self.injector = AffineInjector(num_channels, cond_channels, hidden_channels)
             self.coupling = ConditionalAffineCoupling(num_channels, cond_channels, hidden_channels)
 
-    def prepare_condition(self, u):
+    def prepare_condition(self, u: torch.Tensor) -> StepCondition:
         """What this step needs from the LR features u (None for a plain step)."""
         if not self.conditional:
             return None
@@ -422,21 +432,26 @@ class FlowStep(InvertibleLayer):
             layers += [(self.injector, cond[0]), (self.coupling, cond[1])]
         return layers
 
-    def forward(self, x, cond=None):
+    def forward(self,
+                x: torch.Tensor,
+                cond: Union[StepCondition, torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         logdet = 0
         for layer, layer_cond in self._layers(cond):
             x, layer_logdet = layer(x, layer_cond)
             logdet = logdet + layer_logdet
         return x, logdet
 
-    def inverse(self, y, cond=None):
+    def inverse(self,
+                y: torch.Tensor,
+                cond: Union[StepCondition, torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         logdet = 0
         for layer, layer_cond in reversed(self._layers(cond)):
             y, layer_logdet = layer.inverse(y, layer_cond)
             logdet = logdet + layer_logdet
         return y, logdet
 
-    def inverse_and_recompute(self, y, cond, input_grad):
+    def inverse_and_recompute(self, y: torch.Tensor, cond: StepCondition,
+                              input_grad: bool) -> Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """Memory-saving backward's work for this step in one pass (see ``invertible_backprop``): the input x from
         the output y, and the output and log-det recomputed from x with their graph. The coupling's sub-network
         runs once for both: its input, the first half of y, is the same before and after the coupling, so it runs
@@ -445,7 +460,7 @@ class FlowStep(InvertibleLayer):
 
         Args:
             y (Tensor): The step's output.
-            cond (tuple): The prepared condition (:meth:`prepare_condition`).
+            cond (tuple | None): The prepared condition (:meth:`prepare_condition`).
             input_grad (bool): Whether the returned x requires a gradient.
 
         Returns:
@@ -472,7 +487,7 @@ class FlowStep(InvertibleLayer):
         out, coupling_logdet = self.coupling.couple(h_in, *affine_params(shared))
         return x, out, logdet + coupling_logdet
 
-    def fast_inverse(self, y, cond=None):
+    def fast_inverse(self, y: torch.Tensor, cond: Union[StepCondition, torch.Tensor] = None) -> torch.Tensor:
         """``inverse(y, cond)[0]`` with less work, for sampling in eval mode (train mode runs :meth:`inverse`, whose
         layers may still initialise): no log-dets, sub-networks with their ActNorms folded into the convolutions,
         and the 1x1 convolution's inverse and the ActNorm inverse as one convolution. Same output to float
@@ -500,7 +515,7 @@ class Split(InvertibleLayer):
         num_channels (int): Channels of z before the split.
     """
 
-    def __init__(self, num_channels):
+    def __init__(self, num_channels: int):
         super().__init__()
         self.num_kept = num_channels // 2
         self.conv = ZeroConv2d(self.num_kept, 2 * (num_channels - self.num_kept))
@@ -510,12 +525,12 @@ class Split(InvertibleLayer):
             h = self.conv(z1)
         return h[:, 0::2], h[:, 1::2]
 
-    def forward(self, x, cond=None):
+    def forward(self, x: torch.Tensor, cond: Any = None) -> Tuple[torch.Tensor, torch.Tensor]:
         z1, z2 = x[:, :self.num_kept], x[:, self.num_kept:]
         mean, logs = self._prior(z1)
         return torch.cat([z1, (z2 - mean) * torch.exp(-logs)], 1), -logs.flatten(1).sum(1)
 
-    def inverse(self, y, cond=None):
+    def inverse(self, y: torch.Tensor, cond: Any = None) -> Tuple[torch.Tensor, torch.Tensor]:
         z1, eps = y[:, :self.num_kept], y[:, self.num_kept:]
         mean, logs = self._prior(z1)
         return torch.cat([z1, mean + torch.exp(logs) * eps], 1), logs.flatten(1).sum(1)

@@ -18,10 +18,16 @@ with ``inverse_and_recompute(y, cond, input_grad) -> (x, out, logdet)`` (or None
 recomputation in one pass, sharing what both need: ``FlowStep`` evaluates its coupling's sub-network once for
 both, since that sub-network's input is the same before and after the coupling.
 """
+from typing import Optional, Sequence, Tuple
+
 import torch
+from torch import nn as nn
 
 
-def run_invertible_chain(layers, x, cond=None, memory_saving=False):
+def run_invertible_chain(layers: Sequence[nn.Module],
+                         x: torch.Tensor,
+                         cond: Optional[torch.Tensor] = None,
+                         memory_saving: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
     """``x`` through every layer in order; returns (output, summed log-det [B]) like the plain loop.
 
     Args:
