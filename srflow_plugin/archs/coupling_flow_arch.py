@@ -6,7 +6,7 @@ network is a :class:`~srflow_plugin.archs.flow_base.ConditionalFlowNet` like SRF
 ``decode`` / ``draw_latents``), so SRFlowModel trains and validates it and the sampling code can drive it.
 """
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 import torch
 from basicsr.utils.registry import ARCH_REGISTRY
@@ -34,7 +34,7 @@ class InvertibleBatchNorm(InvertibleLayer):
         eps (float): Added to the variance. Default: 1e-5.
     """
 
-    def __init__(self, num_channels, momentum=0.1, eps=1e-5):
+    def __init__(self, num_channels: int, momentum: float = 0.1, eps: float = 1e-5):
         super().__init__()
         self.momentum, self.eps = momentum, eps
         self.log_scale = nn.Parameter(torch.zeros(1, num_channels, 1, 1))
@@ -56,12 +56,12 @@ class InvertibleBatchNorm(InvertibleLayer):
         per_pixel = (self.log_scale - 0.5 * torch.log(var + self.eps)).sum()
         return (per_pixel * (x.shape[2] * x.shape[3])).reshape(1).expand(x.shape[0])
 
-    def forward(self, x, cond=None):
+    def forward(self, x: torch.Tensor, cond: Any = None) -> Tuple[torch.Tensor, torch.Tensor]:
         mean, var = self._statistics(x)
         y = (x - mean) * torch.rsqrt(var + self.eps) * torch.exp(self.log_scale) + self.bias
         return y, self._logdet(var, x)
 
-    def inverse(self, y, cond=None):
+    def inverse(self, y: torch.Tensor, cond: Any = None) -> Tuple[torch.Tensor, torch.Tensor]:
         mean, var = self.running_mean, self.running_var
         x = (y - self.bias) * torch.exp(-self.log_scale) * torch.sqrt(var + self.eps) + mean
         return x, -self._logdet(var, y)
@@ -81,7 +81,8 @@ class CouplingSubNet(nn.Module):
         hidden_layers (int): Convolutions between the first and the last.
     """
 
-    def __init__(self, in_channels, cond_channels, out_channels, hidden_channels, hidden_layers):
+    def __init__(self, in_channels: int, cond_channels: int, out_channels: int, hidden_channels: int,
+                 hidden_layers: int):
         super().__init__()
         self.in_channels = in_channels
         self.conv_first = nn.Conv2d(in_channels + cond_channels, hidden_channels, 3, 1, 1)
@@ -94,11 +95,11 @@ class CouplingSubNet(nn.Module):
         nn.init.zeros_(self.conv_last.weight)
         nn.init.zeros_(self.conv_last.bias)
 
-    def condition_term(self, cond):
+    def condition_term(self, cond: torch.Tensor) -> torch.Tensor:
         """The first convolution's response to the conditioning features (with its bias)."""
         return F.conv2d(cond, self.conv_first.weight[:, self.in_channels:], self.conv_first.bias, padding=1)
 
-    def forward(self, x, cond_term):
+    def forward(self, x: torch.Tensor, cond_term: torch.Tensor) -> torch.Tensor:
         h = F.conv2d(x, self.conv_first.weight[:, :self.in_channels], padding=1) + cond_term
         return self.conv_last(self.hidden(self.act_first(h)))
 
@@ -114,7 +115,7 @@ class AffineCoupling(AffineCouplingLayer):
         hidden_layers (int): Hidden convolutions of the sub-network.
     """
 
-    def __init__(self, num_channels, cond_channels, hidden_channels, hidden_layers):
+    def __init__(self, num_channels: int, cond_channels: int, hidden_channels: int, hidden_layers: int):
         super().__init__()
         self.num_kept = num_channels // 2
         self.net = CouplingSubNet(self.num_kept, cond_channels, 2 * (num_channels - self.num_kept), hidden_channels,
@@ -131,22 +132,22 @@ class CouplingFlowStep(InvertibleLayer):
         hidden_layers (int): Hidden convolutions of the sub-network.
     """
 
-    def __init__(self, num_channels, cond_channels, hidden_channels, hidden_layers):
+    def __init__(self, num_channels: int, cond_channels: int, hidden_channels: int, hidden_layers: int):
         super().__init__()
         self.norm = InvertibleBatchNorm(num_channels)
         self.invconv = InvertibleConv1x1(num_channels)
         self.coupling = AffineCoupling(num_channels, cond_channels, hidden_channels, hidden_layers)
 
-    def prepare_condition(self, u):
+    def prepare_condition(self, u: torch.Tensor) -> torch.Tensor:
         return self.coupling.prepare_condition(u)
 
-    def forward(self, x, cond):
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         x, logdet_norm = self.norm(x)
         x, logdet_conv = self.invconv(x)
         x, logdet_coupling = self.coupling(x, cond)
         return x, logdet_norm + logdet_conv + logdet_coupling
 
-    def inverse(self, y, cond):
+    def inverse(self, y: torch.Tensor, cond: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         y, logdet_coupling = self.coupling.inverse(y, cond)
         y, logdet_conv = self.invconv.inverse(y)
         y, logdet_norm = self.norm.inverse(y)

@@ -1,5 +1,6 @@
 """The RRDB network (ESRGAN) as SRFlow's LR encoder, and as a plain SR network at x2, x4 and x8."""
 import math
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 from basicsr.archs.arch_util import make_layer
@@ -62,7 +63,11 @@ class SRFlowRRDBNet(nn.Module):
         self.conv_last = nn.Conv2d(num_feat, num_out_ch, 3, 1, 1)
         self.lrelu = nn.LeakyReLU(negative_slope=0.2, inplace=True)
 
-    def features(self, x, tap_blocks=(), num_up=None, checkpoint_blocks=False):
+    def features(self,
+                 x: torch.Tensor,
+                 tap_blocks: Sequence[int] = (),
+                 num_up: Optional[int] = None,
+                 checkpoint_blocks: bool = False) -> Tuple[torch.Tensor, List[torch.Tensor], Optional[torch.Tensor]]:
         """Intermediate features of the LR image ``x`` for conditioning the flow.
 
         Args:

@@ -1,7 +1,7 @@
 """SRFlowNet: an RRDB encoder conditioning a multi-level Glow-style flow (Lugmayr et al., ECCV 2020)."""
 import math
 from dataclasses import dataclass
-from typing import List, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 from basicsr.utils.registry import ARCH_REGISTRY
@@ -10,7 +10,7 @@ from torch.nn import functional as F
 
 from srflow_plugin.utils import register
 from .flow_base import ConditionalFlowNet, mixed_precision
-from .flow_layers import FlowStep, Split, Squeeze
+from .flow_layers import FlowStep, Split, Squeeze, StepCondition
 from .invertible_backprop import run_invertible_chain
 from .rrdb_arch import SRFlowRRDBNet
 
@@ -30,7 +30,8 @@ class FlowLevel(nn.Module):
         split (bool): Whether half of the channels leave the flow here as a latent.
     """
 
-    def __init__(self, in_channels, cond_channels, plain_steps, flow_steps, hidden_channels, split):
+    def __init__(self, in_channels: int, cond_channels: int, plain_steps: int, flow_steps: int, hidden_channels: int,
+                 split: bool):
         super().__init__()
         channels = in_channels * 4
         self.squeeze = Squeeze()
@@ -40,14 +41,17 @@ class FlowLevel(nn.Module):
         self.out_channels = self.split.num_kept if split else channels
         self.latent_channels = channels - self.out_channels
 
-    def prepare_condition(self, u):
+    def prepare_condition(self, u: torch.Tensor) -> List[StepCondition]:
         return [step.prepare_condition(u) for step in self.steps]
 
     def _step_condition(self, index, cond):
         """The prepared condition of step ``index``, or the level's features u (the step prepares it then)."""
         return cond[index] if isinstance(cond, list) else cond
 
-    def forward(self, z, cond, memory_saving=False):
+    def forward(self,
+                z: torch.Tensor,
+                cond: Union[List[StepCondition], torch.Tensor],
+                memory_saving: bool = False) -> Tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor]:
         """Returns (z for the next level, latent leaving here or None, log-det).
 
         ``memory_saving``: backpropagate by reconstructing every step's input from its output instead of storing
@@ -66,7 +70,8 @@ class FlowLevel(nn.Module):
             return z, None, logdet
         return z[:, :self.out_channels], z[:, self.out_channels:], logdet
 
-    def inverse(self, z, latent, cond):
+    def inverse(self, z: torch.Tensor, latent: Optional[torch.Tensor],
+                cond: Union[List[StepCondition], torch.Tensor]) -> torch.Tensor:
         if self.split is not None:
             z = self.split.inverse(torch.cat([z, latent], 1))[0]
         for index in reversed(range(len(self.steps))):
@@ -87,12 +92,12 @@ class NoiseLevelEmbedding(nn.Module):
 
     GRAY_LEVELS = 255.0
 
-    def __init__(self, cond_channels, num_levels):
+    def __init__(self, cond_channels: int, num_levels: int):
         super().__init__()
         self.gain = nn.Parameter(torch.zeros(num_levels, cond_channels))
         self.bias = nn.Parameter(torch.zeros(num_levels, cond_channels))
 
-    def forward(self, features, noise_std):
+    def forward(self, features: List[torch.Tensor], noise_std: Union[torch.Tensor, float]) -> List[torch.Tensor]:
         """``features``: one [B, C, H, W] tensor per level; ``noise_std``: [B] (or a float) in image units [0, 1]."""
         level = torch.as_tensor(noise_std, dtype=features[0].dtype, device=features[0].device)
         level = (level * self.GRAY_LEVELS).reshape(-1, 1, 1, 1)
@@ -150,17 +155,17 @@ class SRFlowNet(ConditionalFlowNet):
     """
 
     def __init__(self,
-                 scale=4,
-                 in_channels=3,
-                 num_feat=64,
-                 num_block=23,
-                 num_grow_ch=32,
-                 tap_blocks=(1, 8, 15, 22),
-                 flow_steps=16,
-                 plain_steps=2,
-                 hidden_channels=64,
-                 trunk_skip='conv_first',
-                 noise_conditioning=False):
+                 scale: int = 4,
+                 in_channels: int = 3,
+                 num_feat: int = 64,
+                 num_block: int = 23,
+                 num_grow_ch: int = 32,
+                 tap_blocks: Sequence[int] = (1, 8, 15, 22),
+                 flow_steps: int = 16,
+                 plain_steps: int = 2,
+                 hidden_channels: int = 64,
+                 trunk_skip: str = 'conv_first',
+                 noise_conditioning: bool = False):
         super().__init__()
         if scale not in (2, 4, 8):
             raise ValueError(f'SRFlowNet supports scale 2, 4 or 8, got scale={scale}')
@@ -214,7 +219,10 @@ class SRFlowNet(ConditionalFlowNet):
             return features
         return [torch.cat([f, F.interpolate(taps, size=f.shape[-2:], mode='nearest')], 1) for f in features]
 
-    def condition(self, lq, precompute=True, noise_std=None):
+    def condition(self,
+                  lq: torch.Tensor,
+                  precompute: bool = True,
+                  noise_std: Union[torch.Tensor, float, None] = None) -> SRFlowCondition:
         """Computes everything that depends only on the LR images (encoder, and the flow's LR-only parts).
 
         Args:

@@ -1,6 +1,7 @@
 """SRResNet: the generator of SRGAN (Ledig et al., CVPR 2017), as used by the flow-versus-GAN study."""
 import math
 
+import torch
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn as nn
 
@@ -14,13 +15,13 @@ class BNResidualBlock(nn.Module):
         num_feat (int): Channels.
     """
 
-    def __init__(self, num_feat):
+    def __init__(self, num_feat: int):
         super().__init__()
         self.body = nn.Sequential(
             nn.Conv2d(num_feat, num_feat, 3, 1, 1), nn.BatchNorm2d(num_feat), nn.PReLU(num_feat),
             nn.Conv2d(num_feat, num_feat, 3, 1, 1), nn.BatchNorm2d(num_feat))
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)
 
 
@@ -61,7 +62,7 @@ class SRResNet(nn.Module):
         self.upsample = nn.Sequential(*upsample)
         self.conv_last = nn.Conv2d(num_feat, num_out_ch, 9, 1, 4)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         feat = self.conv_first(x)
         feat = feat + self.conv_body(self.body(feat))
         return self.conv_last(self.upsample(feat))
