@@ -10,8 +10,11 @@ SRFlowRRDBNet's.
 Reading and writing files goes through :mod:`srflow_plugin.utils.checkpoint`.
 """
 import re
+from typing import Any, Dict, List, Tuple
 
+import torch
 from basicsr.utils import get_root_logger
+from torch import nn as nn
 
 from srflow_plugin.utils.checkpoint import checkpoint_params, load_weights, read_checkpoint, strip_module_prefix
 from .srflow_arch import SRFlowNet
@@ -32,14 +35,14 @@ RELEASE_RRDB_RENAMES = [
 RELEASE_KEY = re.compile(r'(^|\.)(RRDB_trunk|trunk_conv)\.')
 
 
-def rename_release_rrdb_key(key):
+def rename_release_rrdb_key(key: str) -> str:
     """Maps one SRFlow-release RRDB key (``RRDB_trunk.0.RDB1.conv1.weight``) to BasicSR's naming."""
     for pattern, replacement in RELEASE_RRDB_RENAMES:
         key = pattern.sub(replacement, key)
     return key
 
 
-def encoder_state_dict(state_dict):
+def encoder_state_dict(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     """Brings an RRDB state dict of any supported naming to :class:`SRFlowRRDBNet`'s keys.
 
     Accepts BasicSR RRDBNet keys, the SRFlow release's ``RRDB_*.pth`` keys, and either with a ``module.`` (DDP) or
@@ -54,7 +57,7 @@ def encoder_state_dict(state_dict):
     return converted
 
 
-def load_encoder_weights(encoder, path, strict=True):
+def load_encoder_weights(encoder: nn.Module, path: str, strict: bool = True) -> Tuple[List[str], List[str]]:
     """Loads pretrained RRDB weights into ``encoder`` (a :class:`SRFlowRRDBNet`).
 
     The checkpoint may be a BasicSR checkpoint (``params_ema`` preferred over ``params``, e.g. the ESRGAN x4
@@ -102,7 +105,7 @@ _SUBNETS = {'fFeatures': 'injector', 'fAffine': 'coupling'}
 _STEP_KEY = re.compile(r'^affine\.(fFeatures|fAffine)\.(\d)\.(.*)$')
 
 
-def release_layer_names(net):
+def release_layer_names(net: SRFlowNet) -> Dict[int, str]:
     """Maps each release layer index n to this network's module path, in construction order."""
     names, n = {}, 0
     for level_index, level in enumerate(net.levels):
@@ -124,7 +127,7 @@ def _rename_step_key(rest):
     return f'{_SUBNETS[subnet]}.net.{_SUBNET_LAYERS[layer]}.{tail}'
 
 
-def convert_release_state_dict(state_dict, net):
+def convert_release_state_dict(state_dict: Dict[str, torch.Tensor], net: SRFlowNet) -> Dict[str, torch.Tensor]:
     """Renames a release SRFlowNet state dict to the keys of ``net`` (an :class:`SRFlowNet` of the same config).
 
     ``flowUpsamplerNet.f.*`` (built but never used by the release) is dropped.
@@ -161,7 +164,7 @@ def convert_release_state_dict(state_dict, net):
     return converted
 
 
-def load_release_checkpoint(checkpoint, config):
+def load_release_checkpoint(checkpoint: str, config: Dict[str, Any]) -> SRFlowNet:
     """Reads a released SRFlow checkpoint into ``SRFlowNet(**config)`` (``srflow-convert`` then writes it as a
     BasicSR checkpoint). Returns the network.
 
