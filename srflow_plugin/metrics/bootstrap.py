@@ -7,20 +7,27 @@ are recomputed from the resampled feature sets (an image drawn twice brings its 
 features twice), from Gram matrices computed once (:func:`~srflow_plugin.metrics.fid.frechet_distance_from_gram`,
 :func:`~srflow_plugin.metrics.kid.kernel_distance_of_kernels`).
 """
+from typing import Dict, Optional, Sequence, Union
+
 import numpy as np
 
-from srflow_plugin.metrics.fid import frechet_distance_from_gram
+from srflow_plugin.metrics.fid import InceptionFeatures, frechet_distance_from_gram
 from srflow_plugin.metrics.kid import kernel_distance_of_kernels
 
 __all__ = ['image_resamples', 'bootstrap_values', 'paired_difference']
 
 
-def image_resamples(n_images, count, seed=0):
+def image_resamples(n_images: int, count: int, seed: int = 0) -> np.ndarray:
     """(count, n_images) indices of images drawn with replacement; the same for the same arguments."""
     return np.random.default_rng(seed).integers(0, n_images, (int(count), int(n_images)))
 
 
-def bootstrap_values(per_image, features=None, count=200, seed=0, kid_subsets=10, kid_subset_size=1000):
+def bootstrap_values(per_image: Dict[str, Sequence[float]],
+                     features: Optional[InceptionFeatures] = None,
+                     count: int = 200,
+                     seed: int = 0,
+                     kid_subsets: int = 10,
+                     kid_subset_size: int = 1000) -> Dict[str, np.ndarray]:
     """Every metric over ``count`` resamples of the images.
 
     Args:
@@ -59,7 +66,11 @@ def bootstrap_values(per_image, features=None, count=200, seed=0, kid_subsets=10
     return values
 
 
-def paired_difference(value_a, value_b, resamples_a, resamples_b, level=0.95):
+def paired_difference(value_a: float,
+                      value_b: float,
+                      resamples_a: np.ndarray,
+                      resamples_b: np.ndarray,
+                      level: float = 0.95) -> Dict[str, Union[float, bool]]:
     """A - B with the spread of the paired bootstrap differences.
 
     Args:

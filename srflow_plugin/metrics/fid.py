@@ -11,6 +11,7 @@ FID is a dataset-level metric: :class:`FID` accumulates features image by image 
 """
 import hashlib
 import os
+from typing import Callable, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -25,7 +26,7 @@ _INCEPTIONS = {}  # device -> feature function, built once
 _GT_FEATURES = {}  # (feature network, crop, GT digest) -> features: a GT image is seen once per network
 
 
-def inception_weights_path():
+def inception_weights_path() -> str:
     """The Inception weights BasicSR would load: its local file if present, else torch hub's cached download.
 
     Returns:
@@ -46,7 +47,7 @@ def inception_weights_path():
         f'internet and place it at either path.')
 
 
-def get_inception(device=None):
+def get_inception(device: Union[str, torch.device, None] = None) -> Callable[[torch.Tensor], torch.Tensor]:
     """BasicSR's FID Inception-v3 as a feature function: RGB (N, 3, H, W) in [0, 1] -> (N, 2048), built once per
     device (after :func:`inception_weights_path` found the weights)."""
     device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
@@ -63,7 +64,7 @@ def get_inception(device=None):
     return _INCEPTIONS[str(device)]
 
 
-def feature_statistics(features):
+def feature_statistics(features: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """(mean, covariance) of features (N, D), N >= 2, in float64 (the unbiased covariance, as pytorch-fid)."""
     features = np.asarray(features, dtype=np.float64)
     if features.ndim != 2 or features.shape[0] < 2:
@@ -71,14 +72,18 @@ def feature_statistics(features):
     return features.mean(0), np.cov(features, rowvar=False)
 
 
-def frechet_distance(features1, features2):
+def frechet_distance(features1: np.ndarray, features2: np.ndarray) -> float:
     """Fréchet distance between Gaussians fitted to two feature sets (BasicSR's ``calculate_fid``)."""
     mu1, sigma1 = feature_statistics(features1)
     mu2, sigma2 = feature_statistics(features2)
     return float(calculate_fid(mu1, np.atleast_2d(sigma1), mu2, np.atleast_2d(sigma2)))
 
 
-def frechet_distance_from_gram(g_xx, g_yy, g_xy, x_index=None, y_index=None):
+def frechet_distance_from_gram(g_xx: np.ndarray,
+                               g_yy: np.ndarray,
+                               g_xy: np.ndarray,
+                               x_index: Optional[np.ndarray] = None,
+                               y_index: Optional[np.ndarray] = None) -> float:
     """The Fréchet distance of :func:`frechet_distance` from the Gram matrices of the features (dot products within
     X, within Y and between them), without a D x D matrix square root: cheap for many bootstrap resamples.
 
@@ -107,7 +112,7 @@ def frechet_distance_from_gram(g_xx, g_yy, g_xy, x_index=None, y_index=None):
     return float(mean_term + trace_x + trace_y - 2 * root_trace)
 
 
-def frechet_distance_by_gram(features1, features2):
+def frechet_distance_by_gram(features1: np.ndarray, features2: np.ndarray) -> float:
     """:func:`frechet_distance` computed by :func:`frechet_distance_from_gram`."""
     x, y = np.asarray(features1, dtype=np.float64), np.asarray(features2, dtype=np.float64)
     return frechet_distance_from_gram(x @ x.T, y @ y.T, x @ y.T)
@@ -129,11 +134,15 @@ class InceptionFeatures:
         crop_border (int): Pixels cropped from each edge before measuring. Default: 0.
         feature_net (callable | None): RGB (N, 3, H, W) in [0, 1] -> features (N, D). Default: BasicSR's FID
             Inception-v3 (pool features), see :func:`get_inception`.
-        device (str | None): Device of the Inception network. Default: CUDA when available, else CPU.
+        device (str | torch.device | None): Device of the Inception network. Default: CUDA when available, else CPU.
         batch_size (int): Images per call of the feature network. Default: 16.
     """
 
-    def __init__(self, crop_border=0, feature_net=None, device=None, batch_size=16):
+    def __init__(self,
+                 crop_border: int = 0,
+                 feature_net: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+                 device: Union[str, torch.device, None] = None,
+                 batch_size: int = 16):
         self.crop_border = int(crop_border)
         self.feature_net = feature_net if feature_net is not None else get_inception(device)
         self.batch_size = int(batch_size)
@@ -166,7 +175,7 @@ class InceptionFeatures:
         if len(pending) >= self.batch_size:
             self._run(pending, out)
 
-    def update(self, sr, gt, lq=None):
+    def update(self, sr: np.ndarray, gt: np.ndarray, lq: Optional[np.ndarray] = None) -> None:
         """Adds one SR image (HWC BGR uint8) and its GT (same shape; counted once however often it comes)."""
         if gt is None:
             raise ValueError(f'{type(self).__name__} needs the GT image of every SR image')
@@ -186,18 +195,18 @@ class InceptionFeatures:
         self._queue(self._sr_pending, self._sr, self._tensor(sr))
 
     @property
-    def sr_features(self):
+    def sr_features(self) -> List[np.ndarray]:
         """list[ndarray]: one feature vector per SR image, in the order given."""
         self._run(self._sr_pending, self._sr)
         return self._sr
 
     @property
-    def gt_features(self):
+    def gt_features(self) -> List[np.ndarray]:
         """list[ndarray]: one feature vector per distinct GT image, in the order first given."""
         self._run(self._gt_pending, self._gt)
         return self._gt
 
-    def arrays(self):
+    def arrays(self) -> Tuple[np.ndarray, np.ndarray]:
         """(SR features (N, D), GT features (M, D)) as float64 arrays (empty (0, 0) arrays when none)."""
         return (np.stack(self.sr_features) if self.sr_features else np.zeros((0, 0)),
                 np.stack(self.gt_features) if self.gt_features else np.zeros((0, 0)))
@@ -207,6 +216,6 @@ class FID(InceptionFeatures):
     """FID between all SR images given to :meth:`update` and their (distinct) GT images (arguments: see
     :class:`InceptionFeatures`)."""
 
-    def compute(self):
+    def compute(self) -> float:
         """The FID of everything added so far."""
         return frechet_distance(*self.arrays())

