@@ -46,6 +46,7 @@ from srflow_plugin.models import RealSRFlowModel
 from srflow_plugin.tools.command import HelpFormatter, console_command
 from srflow_plugin.utils.image import images_in, nonfinite_pixels, read_image, to_image, to_tensor
 from srflow_plugin.utils.sampling import draw_noise, image_generator, scaled
+from srflow_plugin.utils.table import write_text
 from demo_data import study_data
 
 SCALE = 4
@@ -312,14 +313,17 @@ def main(argv=None):
             json.dump({'seed': seed, 'iters': iters, 'result': results[seed]}, f, indent=1)
     if not results:
         raise FileNotFoundError(f'no results_seed*.json in {args.output}')
+    log(write_results(args.output, results, iters))
+    return results
+
+
+def write_results(output, results, iters):
+    """``<output>/results.md``: the settings and :func:`report`'s tables; returns them with the file's name."""
     text = (f'Network {NETWORK}, batch {BATCH}, GT crops {GT_SIZE}, Adam lr {LR}, {iters} iterations, noise '
             f'conditioning max_std {MAX_STD}.\n\n' + report(results))
-    path = osp.join(args.output, 'results.md')
-    with open(path, 'w') as f:
-        f.write(text)
-    print(text)
-    print(f'written to {path}')
-    return results
+    path = osp.join(output, 'results.md')
+    write_text(text, path)
+    return f'{text}\nwritten to {path}'
 
 
 cli = console_command(main, 'real_world_study')

@@ -13,6 +13,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn as nn
 from torch.nn import functional as F
 
+from srflow_plugin.archs.arch_util import check_scale
 from srflow_plugin.utils import register
 from .flow_base import ConditionalFlowNet, InvertibleLayer
 from .flow_layers import AffineCouplingLayer, InvertibleConv1x1, Squeeze
@@ -198,18 +199,10 @@ class CouplingFlowNet(ConditionalFlowNet):
         cond_hidden (int): Width of the conditioning network's first convolution. Default: 16.
     """
 
-    def __init__(self,
-                 scale: int = 4,
-                 in_channels: int = 3,
-                 num_couplings: int = 16,
-                 hidden_channels: int = 40,
-                 hidden_layers: int = 1,
-                 cond_channels: int = 8,
-                 cond_hidden: int = 16):
+    def __init__(self, scale: int = 4, in_channels: int = 3, num_couplings: int = 16, hidden_channels: int = 40,
+                 hidden_layers: int = 1, cond_channels: int = 8, cond_hidden: int = 16):
         super().__init__()
-        if scale not in (2, 4, 8):
-            raise ValueError(f'CouplingFlowNet supports scale 2, 4 or 8, got scale={scale}')
-        self.scale = scale
+        self.scale = check_scale('CouplingFlowNet', scale)
         self.in_channels = in_channels
         self.num_channels = 4 * in_channels
         shuffle = scale // 2

@@ -10,6 +10,7 @@ from torch import nn as nn
 from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
+from srflow_plugin.archs.arch_util import check_scale
 from srflow_plugin.utils import register
 
 TRUNK_SKIPS = ('conv_first', 'trunk')
@@ -38,17 +39,10 @@ class SRFlowRRDBNet(nn.Module):
             ``'trunk'`` (the SRFlow release). Default: ``'conv_first'``.
     """
 
-    def __init__(self,
-                 num_in_ch: int = 3,
-                 num_out_ch: int = 3,
-                 scale: int = 4,
-                 num_feat: int = 64,
-                 num_block: int = 23,
-                 num_grow_ch: int = 32,
-                 trunk_skip: str = 'conv_first'):
+    def __init__(self, num_in_ch: int = 3, num_out_ch: int = 3, scale: int = 4, num_feat: int = 64, num_block: int = 23,
+                 num_grow_ch: int = 32, trunk_skip: str = 'conv_first'):
         super().__init__()
-        if scale not in (2, 4, 8):
-            raise ValueError(f'SRFlowRRDBNet supports scale 2, 4 or 8, got scale={scale}')
+        check_scale('SRFlowRRDBNet', scale)
         if trunk_skip not in TRUNK_SKIPS:
             raise ValueError(f"trunk_skip must be one of {TRUNK_SKIPS}, got '{trunk_skip}'")
         self.scale = scale

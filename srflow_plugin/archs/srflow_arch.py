@@ -8,6 +8,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn as nn
 from torch.nn import functional as F
 
+from srflow_plugin.archs.arch_util import check_scale
 from srflow_plugin.utils import register
 from .flow_base import ConditionalFlowNet, mixed_precision
 from .flow_layers import FlowStep, Split, Squeeze, StepCondition
@@ -154,21 +155,12 @@ class SRFlowNet(ConditionalFlowNet):
             inverse, :func:`run_invertible_chain`) and checkpoints the encoder's RRDB blocks. Same gradients.
     """
 
-    def __init__(self,
-                 scale: int = 4,
-                 in_channels: int = 3,
-                 num_feat: int = 64,
-                 num_block: int = 23,
-                 num_grow_ch: int = 32,
-                 tap_blocks: Sequence[int] = (1, 8, 15, 22),
-                 flow_steps: int = 16,
-                 plain_steps: int = 2,
-                 hidden_channels: int = 64,
-                 trunk_skip: str = 'conv_first',
+    def __init__(self, scale: int = 4, in_channels: int = 3, num_feat: int = 64, num_block: int = 23,
+                 num_grow_ch: int = 32, tap_blocks: Sequence[int] = (1, 8, 15, 22), flow_steps: int = 16,
+                 plain_steps: int = 2, hidden_channels: int = 64, trunk_skip: str = 'conv_first',
                  noise_conditioning: bool = False):
         super().__init__()
-        if scale not in (2, 4, 8):
-            raise ValueError(f'SRFlowNet supports scale 2, 4 or 8, got scale={scale}')
+        check_scale('SRFlowNet', scale)
         bad_taps = [b for b in tap_blocks if not 0 <= b < num_block]
         if bad_taps:
             raise ValueError(f'tap_blocks {list(tap_blocks)} name blocks outside the encoder\'s 0..{num_block - 1}')

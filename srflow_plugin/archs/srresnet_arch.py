@@ -5,6 +5,7 @@ import torch
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn as nn
 
+from srflow_plugin.archs.arch_util import check_scale
 from srflow_plugin.utils import register
 
 
@@ -43,16 +44,10 @@ class SRResNet(nn.Module):
         upscale (int): 2, 4 or 8: log2(upscale) pixel-shuffle stages. Default: 4.
     """
 
-    def __init__(self,
-                 num_in_ch: int = 3,
-                 num_out_ch: int = 3,
-                 num_feat: int = 64,
-                 num_block: int = 8,
+    def __init__(self, num_in_ch: int = 3, num_out_ch: int = 3, num_feat: int = 64, num_block: int = 8,
                  upscale: int = 4):
         super().__init__()
-        if upscale not in (2, 4, 8):
-            raise ValueError(f'SRResNet supports upscale 2, 4 or 8, got upscale={upscale}')
-        self.scale = upscale
+        self.scale = check_scale('SRResNet', upscale, 'upscale')
         self.conv_first = nn.Sequential(nn.Conv2d(num_in_ch, num_feat, 9, 1, 4), nn.PReLU(num_feat))
         self.body = nn.Sequential(*[BNResidualBlock(num_feat) for _ in range(num_block)])
         self.conv_body = nn.Sequential(nn.Conv2d(num_feat, num_feat, 3, 1, 1), nn.BatchNorm2d(num_feat))

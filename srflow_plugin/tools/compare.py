@@ -51,7 +51,7 @@ from srflow_plugin.utils.image import images_in, list_images, read_image, to_ima
 from srflow_plugin.utils.option_file import read_option_file
 from srflow_plugin.utils.paths import check_outputs, path_component
 from srflow_plugin.utils.sampling import image_generator, output_name, output_names, temperature_of, temperature_tag
-from srflow_plugin.utils.table import write_csv
+from srflow_plugin.utils.table import write_csv, write_text
 
 __all__ = ['ModelSpec', 'parse_model', 'load_network', 'run_model', 'compare', 'format_table', 'picture_grid',
            'plot_curves', 'label', 'difference_table', 'main']
@@ -380,13 +380,11 @@ def write_outputs(rows, folders, out_dir, gt_folder, lr_folder, scale, grid_imag
     values) differences.md (``pairs`` as :func:`difference_table`) in ``out_dir``."""
     os.makedirs(out_dir, exist_ok=True)
     table = format_table(rows)
-    with open(osp.join(out_dir, 'comparison.md'), 'w') as f:
-        f.write(table)
+    write_text(table, osp.join(out_dir, 'comparison.md'))
     columns = [c for k in COLUMNS for c in (k, f'{k}_sd') if any(c in r for r in rows)]
     write_csv(rows, osp.join(out_dir, 'comparison.csv'), columns)
     if any('bootstrap' in row for row in rows):
-        with open(osp.join(out_dir, 'differences.md'), 'w') as f:
-            f.write(difference_table(rows, pairs))
+        write_text(difference_table(rows, pairs), osp.join(out_dir, 'differences.md'))
     grid = picture_grid(folders, gt_folder, lr_folder, scale, grid_images, crop, grid_temperature)
     if not cv2.imwrite(osp.join(out_dir, 'grid.png'), grid):
         raise OSError(f'Cannot write {osp.join(out_dir, "grid.png")}')

@@ -16,6 +16,7 @@ from srflow_plugin.metrics import get_lpips_model
 from srflow_plugin.tools.command import HelpFormatter, add_device_argument, console_command, resolve_device
 from srflow_plugin.utils.image import is_image_file
 from srflow_plugin.utils.paths import check_outputs
+from srflow_plugin.utils.table import write_text
 
 __all__ = ['main', 'cli']
 
@@ -73,8 +74,7 @@ def main(argv=None):
                    device=device)
     write_csv(rows, csv_path)
     table = format_markdown(rows)
-    with open(md_path, 'w') as f:
-        f.write(table)
+    write_text(table, md_path)
     print(table)
     print(f'Written {csv_path} and {md_path}')
     return rows

@@ -1,9 +1,10 @@
-"""Result tables: the one CSV writer of validation and ``srflow-measure``."""
+"""Result tables: the one CSV writer of validation and ``srflow-measure``, and the writer of text (markdown)
+reports."""
 import csv
 import os
 from os import path as osp
 
-__all__ = ['write_csv']
+__all__ = ['write_csv', 'write_text']
 
 
 def write_csv(rows, path, columns=None, decimals=None, exact=()):
@@ -36,3 +37,17 @@ def write_csv(rows, path, columns=None, decimals=None, exact=()):
                 writer.writerow({key: cell(key, row.get(key, '')) for key in columns})
     except OSError as error:
         raise OSError(f'Cannot write the table {path}: {error.strerror or error}') from error
+
+
+def write_text(text, path):
+    """Write a text (markdown) report, creating its folder.
+
+    Raises:
+        OSError: naming the file when it cannot be written.
+    """
+    try:
+        os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+        with open(path, 'w') as f:
+            f.write(text)
+    except OSError as error:
+        raise OSError(f'Cannot write the report {path}: {error.strerror or error}') from error
