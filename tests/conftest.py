@@ -5,9 +5,11 @@ import logging
 
 import pytest
 import torch
+import torchvision
 
 import srflow_plugin  # noqa: F401
 from helpers.devices import DEVICES, full_float32
+from helpers.tiny import write_image, write_tiny_checkpoint
 
 
 @pytest.fixture(scope='module')
@@ -96,3 +98,32 @@ def pytest_terminal_summary(terminalreporter):
     if 'cuda' not in DEVICES:
         parts[-1] += ': torch.cuda.is_available() is False here'
     terminalreporter.write_line('devices: ' + '; '.join(parts))
+
+
+@pytest.fixture(scope='module')
+def pair(tmp_path_factory):
+    """A folder with the tiny network's checkpoint ``tiny.pth``, an LR image ``lr/0801x4.png`` and its GT
+    ``gt/0801.png`` (DIV2K's naming)."""
+    root = tmp_path_factory.mktemp('pair')
+    write_tiny_checkpoint(root / 'tiny.pth')
+    write_image(root / 'lr' / '0801x4.png', 8, 10, seed=3)
+    write_image(root / 'gt' / '0801.png', 32, 40, seed=4)
+    return root
+
+
+@pytest.fixture(scope='module')
+def random_hub(tmp_path_factory):
+    """Torch hub folder with a random-weight AlexNet (classifier stored as expanded zeros, LPIPS skips it)."""
+    hub = tmp_path_factory.mktemp('torch_home') / 'hub'
+    (hub / 'checkpoints').mkdir(parents=True)
+    torch.manual_seed(0)
+    state = torchvision.models.alexnet(weights=None).state_dict()
+    state = {k: v if k.startswith('features.') else torch.zeros(1).expand(v.shape) for k, v in state.items()}
+    torch.save(state, str(hub / 'checkpoints' / 'alexnet-owt-7be5be79.pth'))
+    return str(hub)
+
+
+@pytest.fixture
+def lpips_hub(random_hub, monkeypatch):
+    monkeypatch.setattr(torch.hub, '_hub_dir', random_hub)
+    return random_hub

@@ -6,11 +6,11 @@ from os import path as osp
 import cv2
 import numpy as np
 import pytest
-from test_fid import colour_statistics, images
 
 from srflow_plugin.metrics import fid, kid
 from srflow_plugin.metrics.bootstrap import bootstrap_values, image_resamples, paired_difference
 from srflow_plugin.tools import compare
+from helpers.features import colour_statistics, images
 from helpers.train import write_pairs
 
 

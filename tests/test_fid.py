@@ -4,9 +4,9 @@ import os
 
 import numpy as np
 import pytest
-import torch
 
 from srflow_plugin.metrics import fid
+from helpers.features import colour_statistics, images
 
 
 def gaussian_features(mean, cov, n, seed):
@@ -38,16 +38,6 @@ def test_frechet_distance_of_scaled_correlated_gaussians_is_the_closed_form():
 def test_fid_of_fewer_than_two_images_is_an_error():
     with pytest.raises(ValueError, match='at least 2 images'):
         fid.frechet_distance(np.zeros((1, 4)), np.zeros((3, 4)))
-
-
-def colour_statistics(x):
-    """A stand-in feature network: per-channel mean and standard deviation of the image (6 features)."""
-    return torch.cat([x.mean((2, 3)), x.std((2, 3))], 1)
-
-
-def images(n, seed, brightness=0):
-    rng = np.random.default_rng(seed)
-    return [np.clip(rng.integers(0, 200, (12, 10, 3)) + brightness, 0, 255).astype(np.uint8) for _ in range(n)]
 
 
 def test_fid_accumulates_sr_and_distinct_gt_features_and_equals_the_distance_of_their_statistics():

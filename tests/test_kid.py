@@ -2,9 +2,9 @@
 and the dataset-level metric beside FID on the same features."""
 import numpy as np
 import pytest
-from test_fid import colour_statistics, images
 
 from srflow_plugin.metrics import fid, kid
+from helpers.features import colour_statistics, images
 
 
 def test_two_constant_sets_give_the_kernel_closed_form():

@@ -6,7 +6,6 @@ import pytest
 import torch
 from basicsr.utils.matlab_functions import imresize
 from skimage import data
-from test_measure import lpips_hub, random_hub  # noqa: F401  (fixtures: LPIPS with a random-weight AlexNet)
 
 from srflow_plugin.inference.lr_consistency import back_project, downscale, resize_matrix
 from srflow_plugin.metrics import calculate_lr_psnr

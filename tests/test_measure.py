@@ -9,30 +9,11 @@ import cv2
 import numpy as np
 import pytest
 import torch
-import torchvision
 
 from srflow_plugin.inference import measuring
 from srflow_plugin.metrics import diversity_score, lpips_distance
 from srflow_plugin.tools import measure
 from srflow_plugin.utils.sampling import temperature_of
-
-
-@pytest.fixture(scope='module')
-def random_hub(tmp_path_factory):
-    """Torch hub folder with a random-weight AlexNet (classifier stored as expanded zeros, LPIPS skips it)."""
-    hub = tmp_path_factory.mktemp('torch_home') / 'hub'
-    (hub / 'checkpoints').mkdir(parents=True)
-    torch.manual_seed(0)
-    state = torchvision.models.alexnet(weights=None).state_dict()
-    state = {k: v if k.startswith('features.') else torch.zeros(1).expand(v.shape) for k, v in state.items()}
-    torch.save(state, str(hub / 'checkpoints' / 'alexnet-owt-7be5be79.pth'))
-    return str(hub)
-
-
-@pytest.fixture
-def lpips_hub(random_hub, monkeypatch):
-    monkeypatch.setattr(torch.hub, '_hub_dir', random_hub)
-    return random_hub
 
 
 def _random(seed, h=32, w=32):

@@ -3,12 +3,12 @@ import math
 
 import pytest
 import torch
-from test_release_checkpoints import converted_release_net, fixture
 
 from srflow_plugin.archs import SRFlowNet
 from srflow_plugin.models import SRFlowModel
 from srflow_plugin.options_schema import OptionError
 from helpers.flow_check import check_nll_is_change_of_variables, perturb_
+from helpers.release import converted_release_net, release_fixture
 from helpers.train import make_opt, smooth_batch
 
 NOISE_KEYS = ['noise_embedding.gain', 'noise_embedding.bias']
@@ -52,7 +52,7 @@ def test_nll_is_the_exact_change_of_variables_at_a_noise_level():
 def test_level_zero_is_a_no_op_for_the_released_configuration():
     """The release's tiny x4 network (fixture) with a noise embedding added, whatever its weights: at level 0 its
     latents, NLL and samples are the plain network's, bit for bit, and still the release's own numbers."""
-    data = fixture(4)
+    data = release_fixture(4)
     plain = converted_release_net(data)
     config = data['config']
     conditioned = SRFlowNet(scale=plain.scale, num_feat=config['nf'], num_block=config['nb'],

@@ -9,30 +9,10 @@ import torch
 from basicsr.archs.rrdbnet_arch import RRDBNet
 
 from srflow_plugin.archs import SRFlowNet, SRFlowRRDBNet, convert_release_state_dict, load_encoder_weights
+from helpers.release import converted_release_net, release_fixture
 from helpers.train import subprocess_env
 
 REPO = Path(__file__).resolve().parents[1]
-REFERENCE = Path(os.environ.get('SRFLOW_REFERENCE_DIR', REPO.parent / 'shared' / 'reference'))
-
-
-def fixture(scale):
-    path = REFERENCE / f'srflow_official_tiny_x{scale}.pt'
-    if not path.is_file():
-        pytest.skip(f'{path} is not here (the release fixtures live in ../shared/reference beside the repository)')
-    return torch.load(path, weights_only=True)
-
-
-def net_for(config):
-    return SRFlowNet(scale=config['scale'], num_feat=config['nf'], num_block=config['nb'], num_grow_ch=config['gc'],
-                     tap_blocks=config['stack_blocks'], flow_steps=config['K'],
-                     plain_steps=config['additional_flow_no_affine'],
-                     hidden_channels=config['coupling_hidden_channels'], trunk_skip='trunk').eval()
-
-
-def converted_release_net(data):
-    net = net_for(data['config'])
-    net.load_state_dict(convert_release_state_dict(data['state_dict'], net), strict=True)
-    return net
 
 
 def release_names(state_dict):
@@ -51,7 +31,7 @@ def release_names(state_dict):
 
 @pytest.mark.parametrize('scale', [4, 8])
 def test_converted_release_network_reproduces_release_encode(scale, device):
-    data = fixture(scale)
+    data = release_fixture(scale)
     net = converted_release_net(data).to(device)
     with torch.no_grad():
         latents, nll = net.encode(data['gt'].to(device), data['lq'].to(device))
@@ -65,7 +45,7 @@ def test_converted_release_network_reproduces_release_encode(scale, device):
 
 @pytest.mark.parametrize('scale', [4, 8])
 def test_converted_release_network_reproduces_release_decode_and_reconstruction(scale, device):
-    data = fixture(scale)
+    data = release_fixture(scale)
     net = converted_release_net(data).to(device)
     lq, gt = data['lq'].to(device), data['gt'].to(device)
     with torch.no_grad():
@@ -76,7 +56,7 @@ def test_converted_release_network_reproduces_release_decode_and_reconstruction(
 
 
 def test_converter_script_writes_a_basicsr_checkpoint_that_reproduces_the_release(tmp_path):
-    data = fixture(4)
+    data = release_fixture(4)
     release_file = tmp_path / 'SRFlow_tiny_4X.pth'
     torch.save(data['state_dict'], release_file)
     out = tmp_path / 'converted' / 'SRFlow_tiny_4X_basicsr.pth'
@@ -99,7 +79,7 @@ def test_converter_script_writes_a_basicsr_checkpoint_that_reproduces_the_releas
 
 
 def test_release_keys_for_another_layout_are_an_error():
-    data = fixture(4)
+    data = release_fixture(4)
     net = SRFlowNet(scale=4, num_feat=64, num_block=2, num_grow_ch=32, tap_blocks=(1, 0, 0, 1), flow_steps=1,
                     hidden_channels=16)
     with pytest.raises(ValueError, match='flowUpsamplerNet.layers'):

@@ -11,7 +11,6 @@ import cv2
 import lmdb
 import numpy as np
 import pytest
-import test_one_home
 import torch
 import yaml
 
@@ -31,7 +30,6 @@ from helpers.tiny import TINY, tiny_net, write_image
 from helpers.train import REPO, make_opt, subprocess_env, write_pairs, write_train_yml
 
 pytestmark = pytest.mark.usefixtures('single_thread')
-pair = test_one_home.pair  # the fixture: a tiny checkpoint, an LR image 0801x4.png and its GT 0801.png
 
 
 def _dead_pid():

@@ -19,7 +19,7 @@ from srflow_plugin.tools import sample as sample_tool
 from srflow_plugin.utils.checkpoint import atomic_save, remove_stale_temporaries
 from srflow_plugin.utils.image import read_image, to_tensor
 from helpers.devices import num_gpu
-from helpers.tiny import TINY, write_image, write_tiny_checkpoint
+from helpers.tiny import TINY, write_image
 from helpers.train import make_opt
 
 pytestmark = pytest.mark.usefixtures('single_thread')
@@ -38,15 +38,6 @@ class _OneImage(torch.utils.data.Dataset):
     def __getitem__(self, index):
         return {'lq': to_tensor(read_image(self.lr_path))[0], 'gt': to_tensor(read_image(self.gt_path))[0],
                 'lq_path': self.lr_path, 'gt_path': self.gt_path}
-
-
-@pytest.fixture(scope='module')
-def pair(tmp_path_factory):
-    root = tmp_path_factory.mktemp('pair')
-    write_tiny_checkpoint(root / 'tiny.pth')
-    write_image(root / 'lr' / '0801x4.png', 8, 10, seed=3)
-    write_image(root / 'gt' / '0801.png', 32, 40, seed=4)
-    return root
 
 
 def test_validation_and_srflow_sample_give_the_same_image_for_the_same_seed_and_measure_reads_both(
