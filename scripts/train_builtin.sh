@@ -5,7 +5,7 @@
 #   3. stage 2: SRFlow on that encoder, frozen for its first 1250 iterations (options/cpu/train_builtin_srflow_x4.yml),
 #   4. packs the result into the package (weights + network options, non-finite weights refused),
 #   5. prints the held-out table of docs/model-card.md (scripts/evaluate_builtin.py).
-# Run from the repository root:  bash scripts/train_builtin.sh      (136 minutes on 2 shared CPU cores)
+# Run from the repository root:  bash scripts/train_builtin.sh      (58.5 minutes on 2 free CPU cores)
 # Each stage resumes where it stopped when run again (--auto_resume); delete experiments/builtin_* to start over.
 set -euo pipefail
 cd "$(dirname "$0")/.."
